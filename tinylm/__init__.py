@@ -1,0 +1,1 @@
+"""tinylm: a from-scratch language-model engine."""
