@@ -1,0 +1,77 @@
+"""The public operations on tensors, each a function of tensors returning a tensor.
+
+Every name in ``__all__`` is public; ``tinylm.Tensor`` methods and operators
+call these. The differentiable ones are each checked against finite
+differences by ``tests/test_gradients.py``, which fails for any name here that
+has no gradient test unless it is listed in ``NON_DIFFERENTIABLE``.
+"""
+
+from tinylm.ops.conversion import clone, convert
+from tinylm.ops.elementwise import (
+    abs,
+    add,
+    div,
+    eq,
+    exp,
+    ge,
+    gt,
+    le,
+    log,
+    logical_and,
+    logical_not,
+    logical_or,
+    lt,
+    mul,
+    ne,
+    neg,
+    pow,
+    relu,
+    sigmoid,
+    sqrt,
+    sub,
+    tanh,
+)
+from tinylm.ops.indexing import as_index, gather, getitem, masked_fill, where
+from tinylm.ops.linalg import matmul
+from tinylm.ops.reduction import ValuesIndices, all, any, argmax, argmin, max, mean, min, sum
+from tinylm.ops.shape import (
+    cat,
+    chunk,
+    expand,
+    flatten,
+    permute,
+    reshape,
+    split,
+    squeeze,
+    stack,
+    transpose,
+    unsqueeze,
+    view,
+)
+from tinylm.ops.softmax import log_softmax, softmax
+
+__all__ = [
+    # elementwise
+    "add", "sub", "mul", "div", "pow", "neg", "exp", "log", "tanh", "sigmoid", "relu", "sqrt", "abs",
+    # comparisons and logic
+    "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_not",
+    # reductions
+    "sum", "mean", "max", "min", "argmax", "argmin", "any", "all",
+    # linear algebra
+    "matmul",
+    # shape
+    "reshape", "view", "permute", "transpose", "expand", "squeeze", "unsqueeze", "flatten",
+    "cat", "stack", "split", "chunk",
+    # indexing
+    "getitem", "gather", "masked_fill", "where",
+    # normalisation
+    "softmax", "log_softmax",
+    # copies
+    "convert", "clone",
+]  # fmt: skip
+
+#: Public ops whose results carry no gradient (booleans and indices).
+NON_DIFFERENTIABLE = frozenset(
+    {"eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_not",
+     "argmax", "argmin", "any", "all"}
+)  # fmt: skip

@@ -1,0 +1,108 @@
+"""Bad input stops with a message naming the op, what was given and what was expected."""
+
+import re
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tinylm
+from tinylm import backend
+
+
+def t(*shape):
+    return tinylm.zeros(*shape)
+
+
+@pytest.mark.parametrize(
+    "call, pattern",
+    [
+        (lambda: t(2, 3) @ t(4, 5), r"matmul: shapes \(2, 3\) and \(4, 5\) cannot be multiplied"),
+        (lambda: t(2, 2, 3) @ t(3, 3, 4), r"matmul \(batch dimensions\): shapes \(2,\) and \(3,\)"),
+        (lambda: t(3) @ t(2), r"matmul: shapes \(3,\) and \(2,\)"),
+        (lambda: tinylm.tensor(1.0) @ t(2), r"matmul: both operands need at least one dimension"),
+        (lambda: t(2, 3) + t(4), r"add: shapes \(2, 3\) and \(4,\) cannot be broadcast"),
+        (lambda: t(2, 3) * t(3, 2), r"mul: shapes \(2, 3\) and \(3, 2\) cannot be broadcast"),
+        (lambda: t(2, 3) / t(2, 2), r"div: shapes \(2, 3\) and \(2, 2\)"),
+        (lambda: t(2) < t(3), r"lt: shapes \(2,\) and \(3,\)"),
+        (lambda: tinylm.cat([t(2, 3), t(2, 4)], dim=0), r"cat: .*tensor 0 has shape \(2, 3\) and tensor 1 has shape \(2, 4\)"),
+        (lambda: tinylm.cat([t(2, 3), t(2)], dim=0), r"cat: .*tensor 1 has shape \(2,\)"),
+        (lambda: tinylm.cat([]), r"cat: expected a non-empty sequence"),
+        (lambda: tinylm.stack([t(2), t(3)]), r"stack: expected tensors of the same shape"),
+        (lambda: t(2, 3).reshape(4), r"reshape: cannot view a tensor of shape \(2, 3\) \(6 elements\) as shape \(4,\)"),
+        (lambda: t(2, 3).sum(dim=2), r"sum: dim 2 is out of range for a tensor with 2 dimensions"),
+        (lambda: t(2, 3).permute(0, 0), r"permute: dims \(0, 0\)"),
+        (lambda: t(2, 3).expand(4, 3, 2), r"expand: cannot expand dimension"),
+        (lambda: t(0, 3).max(dim=0), r"max: cannot reduce over dimension 0 of size 0"),
+        (lambda: t(3)[5], r"getitem: index 5 is out of bounds .*tensor shape \(3,\)"),
+        (lambda: t(2, 3).split([1, 2]), r"split: sections \[1, 2\] must .* sum to 2"),
+        (lambda: t(2, 3).masked_fill(t(2, 3), 0.0), r"masked_fill: the mask must be a boolean tensor"),
+        (lambda: t(2, 3).masked_fill(tinylm.ones(4, dtype=bool), 0.0), r"masked_fill: mask of shape \(4,\)"),
+        (lambda: tinylm.where(tinylm.ones(2, dtype=bool), t(3), t(2)), r"where: shapes \(2,\) and \(3,\) and \(2,\)"),
+        (lambda: t(2).gather(0, tinylm.tensor([[0]])), r"gather: index has 2 dimensions but the input has 1"),
+        (lambda: tinylm.arange(3).exp(), r"exp: expected a floating-point tensor, got int64"),
+        (lambda: t(2) + "a", r"add: expected a Tensor, an array or a number, got str"),
+        (lambda: tinylm.zeros(2, device="tpu"), r"unknown device 'tpu'"),
+    ],
+)
+def test_bad_input_names_the_op_and_the_shapes(call, pattern):
+    with pytest.raises((ValueError, IndexError, TypeError)) as error:
+        call()
+    assert re.search(pattern, str(error.value)), str(error.value)
+
+
+class _PretendGPUArray(np.ndarray):
+    """A NumPy array that ``backend.device_of`` is made to report as living on the GPU."""
+
+
+def test_mixing_devices_names_both(monkeypatch):
+    real_device_of = backend.device_of
+    monkeypatch.setattr(
+        backend, "device_of", lambda a: "cuda" if isinstance(a, _PretendGPUArray) else real_device_of(a)
+    )
+    on_cpu = tinylm.ones(2)
+    on_gpu = tinylm.Tensor(np.ones(2, dtype=np.float32).view(_PretendGPUArray))
+    with pytest.raises(RuntimeError, match="input 0 is on cpu and input 1 is on cuda"):
+        on_cpu + on_gpu
+
+
+@pytest.mark.skipif(not backend.cuda_is_available(), reason="needs a GPU")
+def test_mixing_real_devices_names_both():
+    with pytest.raises(RuntimeError, match="cpu.*cuda"):
+        tinylm.ones(2) + tinylm.ones(2, device="cuda")
+
+
+@pytest.fixture
+def fresh_probe(monkeypatch):
+    """Forget what the backend learnt about CUDA, so the probe runs again under the test's rules."""
+    monkeypatch.setattr(backend, "_probed", False)
+    monkeypatch.setattr(backend, "_cupy", None)
+    monkeypatch.setattr(backend, "_cuda_problem", None)
+
+
+def test_cuda_without_cupy_is_one_clear_runtime_error(monkeypatch, fresh_probe):
+    monkeypatch.setitem(sys.modules, "cupy", None)  # makes `import cupy` raise ImportError
+    with pytest.raises(RuntimeError, match=r"'cuda' was requested, but CuPy is not installed"):
+        tinylm.zeros(3, device="cuda")
+    assert not tinylm.cuda_is_available()
+
+
+def test_cuda_without_a_gpu_is_one_clear_runtime_error(monkeypatch, fresh_probe):
+    fake_cupy = types.ModuleType("cupy")
+    fake_cupy.is_available = lambda: False
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy)
+    with pytest.raises(RuntimeError, match=r"CuPy is installed but it sees no usable CUDA GPU"):
+        tinylm.ones(2).to("cuda")
+
+
+def test_only_backend_imports_cupy():
+    package = Path(tinylm.__file__).resolve().parent
+    sources = list(package.rglob("*.py")) + list((package.parent / "kernels").rglob("*.py"))
+    offenders = [
+        str(path)
+        for path in sources
+        if path.name != "backend.py" and re.search(r"^\s*(import cupy|from cupy)", path.read_text(), re.M)
+    ]
+    assert not offenders

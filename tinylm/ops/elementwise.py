@@ -1,0 +1,281 @@
+"""Elementwise arithmetic and math functions, with NumPy broadcasting.
+
+Each binary op reduces its input gradients back to the inputs' own shapes
+(``reduce_to``), since broadcasting may have repeated an input along some axes.
+"""
+
+from tinylm.backend import array_module
+from tinylm.ops.common import (
+    broadcast_error,
+    can_broadcast,
+    check_floating,
+    constant_like,
+    operands,
+    reduce_to,
+)
+from tinylm.tensor import Function, Tensor, wrap
+
+
+class _Binary(Function):
+    """An elementwise op of two broadcast inputs; subclasses write ``compute`` and ``backward``."""
+
+    name = ""
+
+    def forward(self, a, b):
+        self.a_shape, self.a_dtype = a.shape, a.dtype
+        self.b_shape, self.b_dtype = b.shape, b.dtype
+        try:
+            return self.compute(a, b)
+        except ValueError:
+            if can_broadcast(a.shape, b.shape):
+                raise
+            raise broadcast_error(self.name, a.shape, b.shape) from None
+
+    def grads(self, ga, gb):
+        """The two gradients reduced to the inputs' shapes, or None where not needed."""
+        need_a, need_b = self.needs_input_grad
+        return (
+            reduce_to(ga(), self.a_shape, self.a_dtype) if need_a else None,
+            reduce_to(gb(), self.b_shape, self.b_dtype) if need_b else None,
+        )
+
+
+class Add(_Binary):
+    name = "add"
+
+    def compute(self, a, b):
+        return a + b
+
+    def backward(self, g):
+        return self.grads(lambda: g, lambda: g)
+
+
+class Sub(_Binary):
+    name = "sub"
+
+    def compute(self, a, b):
+        return a - b
+
+    def backward(self, g):
+        return self.grads(lambda: g, lambda: -g)
+
+
+class Mul(_Binary):
+    name = "mul"
+
+    def compute(self, a, b):
+        self.a, self.b = a, b
+        return a * b
+
+    def backward(self, g):
+        return self.grads(lambda: g * self.b, lambda: g * self.a)
+
+
+class Div(_Binary):
+    name = "div"
+
+    def compute(self, a, b):
+        self.b = b
+        self.out = a / b
+        return self.out
+
+    def backward(self, g):
+        return self.grads(lambda: g / self.b, lambda: -g * self.out / self.b)
+
+
+class Pow(_Binary):
+    """``a ** b`` for two tensors; the gradient for ``b`` needs ``a > 0``."""
+
+    name = "pow"
+
+    def compute(self, a, b):
+        self.a, self.b = a, b
+        self.out = a**b
+        return self.out
+
+    def backward(self, g):
+        xp = array_module(g)
+        return self.grads(
+            lambda: g * self.b * self.a ** (self.b - 1),
+            lambda: g * self.out * xp.log(self.a),
+        )
+
+
+class PowScalar(Function):
+    """``x ** p`` for a fixed number ``p``."""
+
+    def forward(self, x, exponent):
+        self.x, self.exponent = x, exponent
+        return x**exponent
+
+    def backward(self, g):
+        p = self.exponent
+        return g * (p * self.x ** (p - 1))
+
+
+class Neg(Function):
+    def forward(self, x):
+        return -x
+
+    def backward(self, g):
+        return -g
+
+
+class Exp(Function):
+    def forward(self, x):
+        self.out = array_module(x).exp(x)
+        return self.out
+
+    def backward(self, g):
+        return g * self.out
+
+
+class Log(Function):
+    def forward(self, x):
+        self.x = x
+        return array_module(x).log(x)
+
+    def backward(self, g):
+        return g / self.x
+
+
+class Tanh(Function):
+    def forward(self, x):
+        self.out = array_module(x).tanh(x)
+        return self.out
+
+    def backward(self, g):
+        return g * (1 - self.out * self.out)
+
+
+class Sigmoid(Function):
+    def forward(self, x):
+        # 1 / (1 + exp(-x)) overflows exp for large negative x; this form cannot.
+        self.out = 0.5 * (array_module(x).tanh(0.5 * x) + 1)
+        return self.out
+
+    def backward(self, g):
+        return g * self.out * (1 - self.out)
+
+
+class Relu(Function):
+    def forward(self, x):
+        self.positive = x > 0
+        return array_module(x).maximum(x, 0)
+
+    def backward(self, g):
+        return g * self.positive
+
+
+class Sqrt(Function):
+    def forward(self, x):
+        self.out = array_module(x).sqrt(x)
+        return self.out
+
+    def backward(self, g):
+        return g / (2 * self.out)
+
+
+class Abs(Function):
+    def forward(self, x):
+        self.x = x
+        return array_module(x).abs(x)
+
+    def backward(self, g):
+        return g * array_module(g).sign(self.x)
+
+
+# ----- public functions ------------------------------------------------------
+
+
+def add(a, b):
+    return Add.apply(*operands(a, b, "add"))
+
+
+def sub(a, b):
+    return Sub.apply(*operands(a, b, "sub"))
+
+
+def mul(a, b):
+    return Mul.apply(*operands(a, b, "mul"))
+
+
+def div(a, b):
+    a, b = operands(a, b, "div")
+    if a.data.dtype.kind not in "fc":  # true division of integers gives floats, as in PyTorch
+        a = a.float()
+        b = b.float()
+    return Div.apply(a, b)
+
+
+def pow(base, exponent):  # noqa: A001 (the PyTorch name)
+    """``base ** exponent``; either may be a number, not both."""
+    if isinstance(base, Tensor) and not isinstance(exponent, Tensor):
+        constant_like(exponent, base, "pow")  # type check only
+        if hasattr(exponent, "item"):
+            exponent = exponent.item()  # a NumPy scalar would promote float32 to float64
+        if base.data.dtype.kind not in "fc" and isinstance(exponent, float):
+            base = base.float()
+        return PowScalar.apply(base, exponent=exponent)
+    return Pow.apply(*operands(base, exponent, "pow"))
+
+
+def neg(x):
+    return Neg.apply(x)
+
+
+def _unary_float(function_class, op):
+    def unary(x):
+        check_floating(x, op)
+        return function_class.apply(x)
+
+    unary.__name__ = unary.__qualname__ = op
+    unary.__doc__ = f"Elementwise {op} of a floating-point tensor."
+    return unary
+
+
+exp = _unary_float(Exp, "exp")
+log = _unary_float(Log, "log")
+tanh = _unary_float(Tanh, "tanh")
+sigmoid = _unary_float(Sigmoid, "sigmoid")
+sqrt = _unary_float(Sqrt, "sqrt")
+
+
+def relu(x):
+    return Relu.apply(x)
+
+
+def abs(x):  # noqa: A001 (the PyTorch name)
+    return Abs.apply(x)
+
+
+# ----- comparisons and logic: results are boolean, never differentiable --------
+
+
+def _comparison(compare, op):
+    def comparison(a, b):
+        a, b = operands(a, b, op)
+        try:
+            return wrap(compare(a.data, b.data))
+        except ValueError:
+            if can_broadcast(a.shape, b.shape):
+                raise
+            raise broadcast_error(op, a.shape, b.shape) from None
+
+    comparison.__name__ = comparison.__qualname__ = op
+    comparison.__doc__ = f"Elementwise ``{op}`` of two broadcast operands; a boolean tensor."
+    return comparison
+
+
+eq = _comparison(lambda a, b: a == b, "eq")
+ne = _comparison(lambda a, b: a != b, "ne")
+lt = _comparison(lambda a, b: a < b, "lt")
+le = _comparison(lambda a, b: a <= b, "le")
+gt = _comparison(lambda a, b: a > b, "gt")
+ge = _comparison(lambda a, b: a >= b, "ge")
+logical_and = _comparison(lambda a, b: a & b, "logical_and")
+logical_or = _comparison(lambda a, b: a | b, "logical_or")
+
+
+def logical_not(x):
+    return wrap(~x.data if x.data.dtype.kind == "b" else x.data == 0)
