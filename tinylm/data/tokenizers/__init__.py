@@ -1,0 +1,35 @@
+"""Tokenizers: text <-> lists of token ids.
+
+- ``CharTokenizer``: one token per character (nanoGPT's shakespeare_char).
+- ``WordTokenizer``: words and punctuation, frequency-ranked, with ``<unk>``.
+- ``BPETokenizer``: byte-level byte-pair encoding, as GPT-2.
+
+Each has ``encode(text) -> list[int]``, ``decode(ids) -> str``, ``vocab_size``,
+``save(path)`` and the classmethod ``load(path)``; ``load_tokenizer(path)``
+loads any of them by the ``"type"`` recorded in the file.
+"""
+
+from tinylm.data.tokenizers.base import (
+    TokenIdError,
+    Tokenizer,
+    TokenizerFileError,
+    UnknownCharacterError,
+    load_tokenizer,
+)
+from tinylm.data.tokenizers.bpe import GPT2_SPLIT_PATTERN, BPETokenizer
+from tinylm.data.tokenizers.char import CharTokenizer
+from tinylm.data.tokenizers.word import WORD_PATTERN, WordTokenizer, join_words
+
+__all__ = [
+    "BPETokenizer",
+    "CharTokenizer",
+    "GPT2_SPLIT_PATTERN",
+    "TokenIdError",
+    "Tokenizer",
+    "TokenizerFileError",
+    "UnknownCharacterError",
+    "WORD_PATTERN",
+    "WordTokenizer",
+    "join_words",
+    "load_tokenizer",
+]
