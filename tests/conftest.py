@@ -26,3 +26,38 @@ settings.register_profile(
 )
 settings.register_profile("explore", deadline=None, max_examples=300)
 settings.load_profile("default")
+
+
+# ----- parity tests against PyTorch --------------------------------------------
+# Tests marked `parity` compare tinylm with PyTorch (an extra: pip install
+# 'tinylm[parity]'). Without torch they skip, except where TINYLM_REQUIRE_PARITY=1
+# (as .ci/run sets): there a parity test that does not run fails the suite.
+
+import pytest  # noqa: E402
+
+REQUIRE_PARITY = os.environ.get("TINYLM_REQUIRE_PARITY") == "1"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "parity: compares tinylm with PyTorch given the same weights")
+
+
+@pytest.fixture(scope="session")
+def torch():
+    try:
+        import torch as torch_module
+    except ImportError:
+        if REQUIRE_PARITY:
+            pytest.fail("PyTorch is required for parity tests here (TINYLM_REQUIRE_PARITY=1) but is not installed")
+        pytest.skip("PyTorch is not installed (pip install 'tinylm[parity]')")
+    torch_module.set_num_threads(1)  # deterministic sums, and no fight with the suite for the 2 cores
+    return torch_module
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if REQUIRE_PARITY and report.skipped and item.get_closest_marker("parity"):
+        report.outcome = "failed"
+        report.longrepr = f"parity test skipped where parity is required: {report.longrepr}"

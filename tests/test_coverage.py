@@ -10,6 +10,7 @@ from pathlib import Path
 
 import tinylm
 from tinylm import ops
+from tinylm.nn import functional
 from tinylm.tensor import Function
 from tests.coverage import COVERED, COVERED_OPS
 from tests.op_cases import CASES
@@ -41,6 +42,13 @@ def test_every_differentiable_public_op_has_gradient_examples():
     differentiable = set(ops.__all__) - ops.NON_DIFFERENTIABLE
     tested = {case.op for case in CASES} | COVERED_OPS
     assert not differentiable - tested, f"public ops without a gradient test: {sorted(differentiable - tested)}"
+
+
+def test_every_differentiable_functional_layer_has_a_gradient_test():
+    _import_everything()
+    fused = {name for name in functional.__all__ if name not in ops.__all__}  # others alias ops
+    untested = {name for name in fused if f"F.{name}" not in COVERED_OPS}
+    assert not untested, f"nn.functional names without a gradient test: {sorted(untested)}"
 
 
 def test_every_function_has_its_backward_checked():

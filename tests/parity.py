@@ -1,0 +1,44 @@
+"""Helpers for comparing tinylm with PyTorch given the same weights and inputs.
+
+Tolerances (from the project's issue): 1e-9 relative in float64, 1e-5 in float32.
+"""
+
+import numpy as np
+
+import tinylm
+
+TOLERANCE = {np.float64: dict(rtol=1e-9, atol=1e-12), np.float32: dict(rtol=1e-5, atol=1e-6)}
+
+
+def tolerance(dtype):
+    return TOLERANCE[np.dtype(dtype).type]
+
+
+def copy_weights(torch_module, tinylm_module):
+    """Load the PyTorch module's state into the tinylm one through load_state_dict, as users do."""
+    tinylm_module.load_state_dict({k: v.detach().cpu().numpy() for k, v in torch_module.state_dict().items()})
+
+
+def torch_leaf(torch, array, requires_grad=True):
+    return torch.tensor(array, requires_grad=requires_grad and np.asarray(array).dtype.kind == "f")
+
+
+def tinylm_leaf(array, requires_grad=True):
+    return tinylm.tensor(array, requires_grad=requires_grad and np.asarray(array).dtype.kind == "f")
+
+
+def assert_close(ours, theirs, dtype, what=""):
+    """Compare a tinylm tensor (or array) with a torch tensor (or array) at the dtype's tolerance."""
+    ours = ours.numpy() if hasattr(ours, "numpy") and not isinstance(ours, np.ndarray) else ours
+    theirs = theirs.detach().cpu().numpy() if hasattr(theirs, "detach") else theirs
+    np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), err_msg=what, **tolerance(dtype))
+
+
+def assert_same_gradients(tinylm_module, torch_module, dtype):
+    """Every parameter's gradient, matched by name."""
+    theirs = dict(torch_module.named_parameters())
+    ours = dict(tinylm_module.named_parameters())
+    assert set(ours) == set(theirs), f"parameter names differ: {sorted(set(ours) ^ set(theirs))}"
+    for name, parameter in ours.items():
+        assert parameter.grad is not None, f"{name} got no gradient"
+        assert_close(parameter.grad, theirs[name].grad, dtype, what=f"gradient of {name}")

@@ -1,0 +1,1 @@
+"""The layers of ``tinylm.nn``, one module per family."""

@@ -1,0 +1,32 @@
+"""Utilities over a model's parameters: gradient clipping."""
+
+import math
+
+import numpy as np
+
+from tinylm.backend import array_module
+from tinylm.tensor import wrap
+
+
+def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False):
+    """Scale all gradients together so their global norm is at most ``max_norm``; return the
+    norm before clipping (a 0-d tensor).
+
+    The norm is taken over every gradient at once (as if concatenated), as in
+    PyTorch, and the gradients are scaled by ``max_norm / (norm + 1e-6)`` only
+    when that is below 1.
+    """
+    grads = [p.grad for p in ([parameters] if hasattr(parameters, "grad") else parameters) if p.grad is not None]
+    if not grads:
+        return wrap(np.asarray(0.0, dtype=np.float32))
+    if norm_type == math.inf:
+        total = max(float(abs(g.data).max()) for g in grads)
+    else:
+        total = sum(float((array_module(g.data).abs(g.data) ** norm_type).sum()) for g in grads) ** (1.0 / norm_type)
+    if error_if_nonfinite and not math.isfinite(total):
+        raise RuntimeError(f"clip_grad_norm_: the total gradient norm is {total}")
+    coefficient = max_norm / (total + 1e-6)
+    if coefficient < 1.0:
+        for g in grads:
+            g.data = g.data * g.data.dtype.type(coefficient)  # a new array: others may hold the old one
+    return wrap(np.asarray(total, dtype=grads[0].dtype))

@@ -1,0 +1,34 @@
+"""``y = x @ W^T + b``: the linear map of ``nn.Linear`` as one op."""
+
+import math
+
+from tinylm.tensor import Function
+
+
+class LinearFunction(Function):
+    """x (..., in) with weight (out, in) and optional bias (out,) -> (..., out).
+
+    Backward, with rows = all leading dimensions flattened:
+        dx = dy @ W          (..., in)
+        dW = dy_rows^T @ x_rows   (out, in)
+        db = sum of dy over rows  (out,)
+    """
+
+    def forward(self, x, weight, bias=None):
+        self.x, self.weight = x, weight
+        y = x @ weight.T
+        if bias is not None:
+            y += bias  # y is a fresh array: adding in place saves one temporary
+        return y
+
+    def backward(self, g):
+        x, weight = self.x, self.weight
+        out_features, in_features = weight.shape
+        rows = math.prod(x.shape[:-1])  # explicit: reshape(-1, n) is ambiguous for empty arrays
+        need_x, need_w = self.needs_input_grad[:2]
+        gx = g @ weight if need_x else None
+        gw = g.reshape(rows, out_features).T @ x.reshape(rows, in_features) if need_w else None
+        if len(self.needs_input_grad) == 2:
+            return gx, gw
+        gb = g.reshape(rows, out_features).sum(axis=0) if self.needs_input_grad[2] else None
+        return gx, gw, gb
