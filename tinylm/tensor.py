@@ -116,16 +116,16 @@ class Function:
     def apply(cls, *inputs, **params):
         """Run the operation on tensors ``inputs``; record it if a gradient is needed."""
         fn = cls()
-        record = False
-        needs = []
-        for tensor in inputs:
-            needs.append(tensor.requires_grad)
-            record = record or tensor.requires_grad
-        record = record and _grad_enabled
-        fn.needs_input_grad = needs if record else [False] * len(inputs)
         arrays = [tensor.data for tensor in inputs]
+        needs = [tensor.requires_grad for tensor in inputs]
+        record = _grad_enabled and True in needs
+        fn.needs_input_grad = needs if record else [False] * len(needs)
         if len(arrays) > 1:
-            _check_same_device(cls, arrays)
+            kind = type(arrays[0])
+            for array in arrays:
+                if type(array) is not kind:
+                    _check_same_device(cls, arrays)
+                    break
         out = fn.forward(*arrays, **params)
         if type(out) is tuple:
             fn.n_outputs = len(out)
@@ -182,30 +182,29 @@ _FREED_GRAPH = (
 )
 
 
-def _own(array, delivered):
-    """An array safe to store as a leaf's ``.grad``: not a view, not read-only, not shared."""
-    flags = array.flags
-    if id(array) in delivered or not flags.owndata or not getattr(flags, "writeable", True):
-        array = array.copy()
-    delivered.add(id(array))
-    return array
-
-
 def _accumulate_leaf(tensor, grad, delivered):
+    """Add ``grad`` into ``tensor.grad``; ``delivered`` holds ids of arrays that must be copied first.
+
+    A leaf's ``.grad`` must be an array of its own: not a view, not read-only,
+    and not an array also given to another leaf or owned by the caller.
+    """
     if tensor.grad is None:
-        tensor.grad = wrap(_own(grad, delivered))
+        flags = grad.flags
+        if id(grad) in delivered or not flags.owndata or not getattr(flags, "writeable", True):
+            grad = grad.copy()
+        delivered.add(id(grad))
+        tensor.grad = _make_output(grad, None, 0)
     else:
         # A new array rather than +=: an optimizer or the user may still hold the old one.
         tensor.grad.data = tensor.grad.data + grad
 
 
-def _check_grad(fn, i, tensor, grad):
-    if grad.shape != tensor.data.shape or grad.dtype != tensor.data.dtype:
-        raise RuntimeError(
-            f"{type(fn).__name__}.backward returned a gradient of shape {tuple(grad.shape)} and dtype "
-            f"{grad.dtype} for input {i}, which has shape {tuple(tensor.data.shape)} and dtype "
-            f"{tensor.data.dtype}"
-        )
+def _bad_grad(fn, i, tensor, grad):
+    return RuntimeError(
+        f"{type(fn).__name__}.backward returned a gradient of shape {tuple(grad.shape)} and dtype "
+        f"{grad.dtype} for input {i}, which has shape {tuple(tensor.data.shape)} and dtype "
+        f"{tensor.data.dtype}"
+    )
 
 
 def _count_pending(root):
@@ -261,10 +260,12 @@ def run_backward(tensor, grad, retain_graph=False):
                 )
         if not retain_graph:
             node.release()
-        for i, (parent_tensor, grad_in) in enumerate(zip(inputs, in_grads)):
+        for parent_tensor, grad_in, need in zip(inputs, in_grads, needs):
             parent = parent_tensor._grad_fn
-            if grad_in is not None and needs[i]:
-                _check_grad(node, i, parent_tensor, grad_in)
+            if grad_in is not None and need:
+                data = parent_tensor.data
+                if grad_in.shape != data.shape or grad_in.dtype != data.dtype:
+                    raise _bad_grad(node, inputs.index(parent_tensor), parent_tensor, grad_in)
                 if parent is None:
                     _accumulate_leaf(parent_tensor, grad_in, delivered)
                 else:
@@ -275,8 +276,9 @@ def run_backward(tensor, grad, retain_graph=False):
                     previous = slots[index]
                     slots[index] = grad_in if previous is None else previous + grad_in
             if parent is not None:
-                pending[parent] -= 1
-                if pending[parent] == 0:
+                count = pending[parent] - 1
+                pending[parent] = count
+                if count == 0:
                     ready.append(parent)
 
 

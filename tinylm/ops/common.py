@@ -12,6 +12,8 @@ def reduce_to(grad, shape, dtype):
     An input of shape ``shape`` broadcast to ``grad.shape`` contributed to every
     element along those axes, so its gradient is the sum over them.
     """
+    if grad.shape == shape and grad.dtype == dtype:
+        return grad
     if grad.shape != shape:
         lead = grad.ndim - len(shape)
         stretched = tuple(lead + i for i, n in enumerate(shape) if n == 1 and grad.shape[lead + i] != 1)

@@ -31,12 +31,11 @@ class _Binary(Function):
                 raise
             raise broadcast_error(self.name, a.shape, b.shape) from None
 
-    def grads(self, ga, gb):
-        """The two gradients reduced to the inputs' shapes, or None where not needed."""
-        need_a, need_b = self.needs_input_grad
+    def reduced(self, ga, gb):
+        """The two gradients reduced to the inputs' shapes and dtypes (None passes through)."""
         return (
-            reduce_to(ga(), self.a_shape, self.a_dtype) if need_a else None,
-            reduce_to(gb(), self.b_shape, self.b_dtype) if need_b else None,
+            None if ga is None else reduce_to(ga, self.a_shape, self.a_dtype),
+            None if gb is None else reduce_to(gb, self.b_shape, self.b_dtype),
         )
 
 
@@ -47,7 +46,8 @@ class Add(_Binary):
         return a + b
 
     def backward(self, g):
-        return self.grads(lambda: g, lambda: g)
+        need_a, need_b = self.needs_input_grad
+        return self.reduced(g if need_a else None, g if need_b else None)
 
 
 class Sub(_Binary):
@@ -57,7 +57,8 @@ class Sub(_Binary):
         return a - b
 
     def backward(self, g):
-        return self.grads(lambda: g, lambda: -g)
+        need_a, need_b = self.needs_input_grad
+        return self.reduced(g if need_a else None, -g if need_b else None)
 
 
 class Mul(_Binary):
@@ -68,7 +69,8 @@ class Mul(_Binary):
         return a * b
 
     def backward(self, g):
-        return self.grads(lambda: g * self.b, lambda: g * self.a)
+        need_a, need_b = self.needs_input_grad
+        return self.reduced(g * self.b if need_a else None, g * self.a if need_b else None)
 
 
 class Div(_Binary):
@@ -80,7 +82,8 @@ class Div(_Binary):
         return self.out
 
     def backward(self, g):
-        return self.grads(lambda: g / self.b, lambda: -g * self.out / self.b)
+        need_a, need_b = self.needs_input_grad
+        return self.reduced(g / self.b if need_a else None, -g * self.out / self.b if need_b else None)
 
 
 class Pow(_Binary):
@@ -94,10 +97,10 @@ class Pow(_Binary):
         return self.out
 
     def backward(self, g):
-        xp = array_module(g)
-        return self.grads(
-            lambda: g * self.b * self.a ** (self.b - 1),
-            lambda: g * self.out * xp.log(self.a),
+        need_a, need_b = self.needs_input_grad
+        return self.reduced(
+            g * self.b * self.a ** (self.b - 1) if need_a else None,
+            g * self.out * array_module(g).log(self.a) if need_b else None,
         )
 
 
