@@ -8,6 +8,7 @@ on the tinylm one. Values are drawn away from the points where an op is not
 differentiable (0 for relu and abs, ties for max).
 """
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 
 import tinylm
 from tinylm.ops.conversion import Clone
-from tinylm.ops.elementwise import Abs, Add, Div, Exp, Log, Mul, Neg, Pow, PowScalar, Relu, Sigmoid, Sqrt, Sub, Tanh
+from tinylm.ops.elementwise import Abs, Add, Div, Erf, Exp, Log, Mul, Neg, Pow, PowScalar, Relu, Sigmoid, Sqrt, Sub, Tanh
 from tinylm.ops.indexing import Gather, GetItem, MaskedFill, Where
 from tinylm.ops.linalg import MatMul
 from tinylm.ops.reduction import Extreme, Mean, Sum
@@ -110,6 +111,7 @@ _unary_case("sigmoid", Sigmoid, tinylm.sigmoid, lambda x: 1 / (1 + np.exp(-x)), 
 _unary_case("relu", Relu, tinylm.relu, lambda x: np.maximum(x, 0), margin=1e-3)
 _unary_case("sqrt", Sqrt, tinylm.sqrt, np.sqrt, low=0.1, high=5.0)
 _unary_case("abs", Abs, tinylm.abs, np.abs, margin=1e-3)
+_unary_case("erf", Erf, tinylm.erf, np.vectorize(math.erf, otypes=[np.float64]))
 
 
 # ----- reductions ----------------------------------------------------------------

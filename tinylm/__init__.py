@@ -32,6 +32,7 @@ from tinylm.ops import (
     cat,
     chunk,
     clone,
+    erf,
     exp,
     flatten,
     gather,

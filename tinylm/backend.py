@@ -111,3 +111,14 @@ def scatter_add(target, index, values):
         import cupyx  # only reached with a cupy array, so cupy is installed
 
         cupyx.scatter_add(target, index, values)
+
+
+def erf(array):
+    """The error function, elementwise, accurate to the dtype's rounding."""
+    if isinstance(array, np.ndarray):
+        from tinylm.kernels.special import erf as numpy_erf  # plain NumPy, no Numba
+
+        return numpy_erf(array)
+    import cupyx.scipy.special  # only reached with a cupy array, so cupy is installed
+
+    return cupyx.scipy.special.erf(array)

@@ -564,6 +564,9 @@ class Tensor:
     def sqrt(self):
         return _ops.sqrt(self)
 
+    def erf(self):
+        return _ops.erf(self)
+
     def abs(self):
         return _ops.abs(self)
 

@@ -6,13 +6,16 @@ naming the function and both shapes, then call one fused op from
 """
 
 from tinylm import ops
+from tinylm.ops.fused.cross_entropy import CrossEntropyFunction
 from tinylm.ops.fused.dropout import DropoutFunction
 from tinylm.ops.fused.embedding import EmbeddingFunction
+from tinylm.ops.fused.gelu import GeluFunction
+from tinylm.ops.fused.layer_norm import LayerNormFunction
 from tinylm.ops.fused.linear import LinearFunction
 from tinylm.tensor import Tensor
 
 __all__ = [
-    "linear", "embedding", "dropout",
+    "linear", "embedding", "dropout", "layer_norm", "gelu", "cross_entropy",
     "relu", "tanh", "sigmoid", "softmax", "log_softmax",
 ]  # fmt: skip
 
@@ -87,3 +90,72 @@ def softmax(input, dim):  # noqa: A002
 def log_softmax(input, dim):  # noqa: A002
     return ops.log_softmax(input, dim)
 
+
+
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):  # noqa: A002
+    """Normalise over the last ``len(normalized_shape)`` dimensions, then scale by ``weight``
+    and shift by ``bias`` (each of shape ``normalized_shape``, or None)."""
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if input.shape[input.ndim - len(shape) :] != shape or input.ndim < len(shape):
+        raise ValueError(
+            f"layer_norm: input of shape {_shape(input)} does not end in normalized_shape {shape}"
+        )
+    for name, parameter in (("weight", weight), ("bias", bias)):
+        if parameter is not None and parameter.shape != shape:
+            raise ValueError(f"layer_norm: {name} must have shape {shape}, got {_shape(parameter)}")
+    affine = [p for p in (weight, bias) if p is not None]
+    return LayerNormFunction.apply(
+        input, *affine, normalized_ndim=len(shape), has_weight=weight is not None,
+        has_bias=bias is not None, eps=eps,
+    )  # fmt: skip
+
+
+def gelu(input, approximate="none"):  # noqa: A002
+    """``x * Phi(x)`` (Phi the standard normal CDF); ``approximate="tanh"`` for the tanh form."""
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    ops.common.check_floating(input, "gelu")
+    return GeluFunction.apply(input, approximate=approximate)
+
+
+def cross_entropy(input, target, ignore_index=-100, reduction="mean", label_smoothing=0.0):  # noqa: A002
+    """Softmax cross-entropy of logits and integer class targets, as ``torch.nn.functional.cross_entropy``.
+
+    Shapes: logits (N, C) with targets (N,); (N, C, d1, ...) with (N, d1, ...);
+    or (C,) with (). ``reduction`` is "mean" (over targets that are not
+    ``ignore_index``), "sum" or "none" (the per-target losses, shaped like the
+    targets). A target outside [0, C) that is not ``ignore_index`` raises.
+    """
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
+    if not isinstance(target, Tensor) or target.dtype.kind not in "iu":
+        got = target.dtype if isinstance(target, Tensor) else type(target).__name__
+        raise TypeError(f"cross_entropy: targets must be an integer tensor of class indices, got {got}")
+    ops.common.check_floating(input, "cross_entropy")
+    logits = input
+    if logits.ndim == 1:  # one unbatched example
+        logits = logits.reshape(1, -1)
+    expected = (logits.shape[0],) + logits.shape[2:]
+    if input.ndim == 0 or (target.shape != expected if input.ndim > 1 else target.shape != ()):
+        raise ValueError(
+            f"cross_entropy: logits of shape {_shape(input)} need targets of shape "
+            f"{expected if input.ndim > 1 else ()}, got {_shape(target)}"
+        )
+    classes = logits.shape[1]
+    if logits.ndim > 2:  # (N, C, d1, ...) -> (N * d1 * ..., C)
+        logits = logits.permute(0, *range(2, logits.ndim), 1).reshape(-1, classes)
+    flat_targets = target.reshape(-1)
+    ids = flat_targets.data
+    bad = (ids != ignore_index) & ((ids < 0) | (ids >= classes))
+    if bad.any():
+        position = int(bad.nonzero()[0][0])
+        raise IndexError(
+            f"cross_entropy: target {int(ids[position])} at position {position} is outside [0, {classes}) "
+            f"and is not ignore_index ({ignore_index})"
+        )
+    loss = CrossEntropyFunction.apply(
+        logits, flat_targets, ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction
+    )
+    return loss.reshape(target.shape) if reduction == "none" else loss

@@ -12,6 +12,7 @@ from tinylm.ops.elementwise import (
     add,
     div,
     eq,
+    erf,
     exp,
     ge,
     gt,
@@ -52,7 +53,7 @@ from tinylm.ops.softmax import log_softmax, softmax
 
 __all__ = [
     # elementwise
-    "add", "sub", "mul", "div", "pow", "neg", "exp", "log", "tanh", "sigmoid", "relu", "sqrt", "abs",
+    "add", "sub", "mul", "div", "pow", "neg", "exp", "log", "tanh", "sigmoid", "relu", "sqrt", "abs", "erf",
     # comparisons and logic
     "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_not",
     # reductions

@@ -4,6 +4,9 @@ Each binary op reduces its input gradients back to the inputs' own shapes
 (``reduce_to``), since broadcasting may have repeated an input along some axes.
 """
 
+import math
+
+from tinylm import backend
 from tinylm.backend import array_module
 from tinylm.ops.common import (
     broadcast_error,
@@ -161,6 +164,19 @@ class Sigmoid(Function):
         return g * self.out * (1 - self.out)
 
 
+class Erf(Function):
+    def forward(self, x):
+        self.x = x
+        return backend.erf(x)
+
+    def backward(self, g):
+        # d/dx erf(x) = 2 / sqrt(pi) * exp(-x^2)
+        return g * (_TWO_OVER_SQRT_PI * array_module(g).exp(-self.x * self.x))
+
+
+_TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
+
+
 class Relu(Function):
     def forward(self, x):
         self.positive = x > 0
@@ -242,6 +258,7 @@ log = _unary_float(Log, "log")
 tanh = _unary_float(Tanh, "tanh")
 sigmoid = _unary_float(Sigmoid, "sigmoid")
 sqrt = _unary_float(Sqrt, "sqrt")
+erf = _unary_float(Erf, "erf")
 
 
 def relu(x):

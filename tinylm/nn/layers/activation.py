@@ -1,4 +1,4 @@
-"""Activation and regularisation layers: ``ReLU``, ``Tanh``, ``Sigmoid``, ``Softmax``, ``Dropout``."""
+"""Activation and regularisation layers: ``ReLU``, ``GELU``, ``Tanh``, ``Sigmoid``, ``Softmax``, ``Dropout``."""
 
 from tinylm.nn import functional as F
 from tinylm.nn.module import Module
@@ -7,6 +7,22 @@ from tinylm.nn.module import Module
 class ReLU(Module):
     def forward(self, x):
         return F.relu(x)
+
+
+class GELU(Module):
+    """``x * Phi(x)``; ``approximate="tanh"`` for the tanh approximation (GPT-2's)."""
+
+    def __init__(self, approximate="none"):
+        super().__init__()
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
+        self.approximate = approximate
+
+    def forward(self, x):
+        return F.gelu(x, self.approximate)
+
+    def extra_repr(self):
+        return f"approximate='{self.approximate}'"
 
 
 class Tanh(Module):
