@@ -1,0 +1,129 @@
+"""Encode a text once into token files: ``train.bin``, ``val.bin``, ``tokenizer.json``, ``meta.json``.
+
+As nanoGPT's ``prepare.py``: the first 90% of the text (by characters) is for
+training, the last 10% for validation, each encoded separately and written as
+raw little-endian unsigned integers (uint16 when the vocabulary fits, uint32
+otherwise), read back memory-mapped, so a corpus larger than memory still works.
+"""
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tinylm.data.tokenizers import BPETokenizer, CharTokenizer, Tokenizer, WordTokenizer, load_tokenizer
+from tinylm.errors import DataError
+
+TOKENIZERS = ("char", "word", "bpe")
+DEFAULT_VOCAB_SIZE = {"word": 10_000, "bpe": 1_000}
+BUNDLED_CORPUS = Path(__file__).resolve().parent / "corpora" / "tinyshakespeare.txt"
+
+
+def read_text(path):
+    """The UTF-8 text of ``path``; a missing, unreadable or empty file is a DataError."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"data file {path} does not exist" if not path.exists() else f"{path} is not a file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise DataError(f"data file {path} is not UTF-8 text ({error})") from None
+    if not text:
+        raise DataError(f"data file {path} is empty")
+    return text
+
+
+def train_tokenizer(text, kind, vocab_size=None):
+    """A tokenizer of ``kind`` ("char", "word" or "bpe") trained on ``text``."""
+    if kind == "char":
+        return CharTokenizer.train(text)
+    if kind not in TOKENIZERS:
+        raise DataError(f"unknown tokenizer {kind!r}: expected one of {', '.join(TOKENIZERS)}")
+    size = vocab_size or DEFAULT_VOCAB_SIZE[kind]
+    if kind == "word":
+        return WordTokenizer.train(text, max_size=size)
+    if size < 256:
+        raise DataError(f"a byte-level BPE vocabulary has at least 256 tokens, got --vocab-size {size}")
+    return BPETokenizer.train(text, size)
+
+
+def id_dtype(vocab_size):
+    return np.dtype(np.uint16) if vocab_size <= 1 << 16 else np.dtype(np.uint32)
+
+
+@dataclass
+class Prepared:
+    """Token ids for training and validation (memory-mapped 1-d arrays) and their tokenizer."""
+
+    train: np.ndarray
+    val: np.ndarray
+    tokenizer: Tokenizer
+    meta: dict
+
+
+def _write_atomically(path, write):
+    temporary = path.with_name(path.name + ".tmp")
+    write(temporary)
+    os.replace(temporary, path)
+
+
+def prepare(data, out_dir, tokenizer="char", vocab_size=None, val_fraction=0.1):
+    """Encode the text file ``data`` into ``out_dir``; return the ``Prepared`` result."""
+    if not 0.0 < val_fraction < 1.0:
+        raise DataError(f"val_fraction must be between 0 and 1, got {val_fraction}")
+    text = read_text(data)
+    split = int(len(text) * (1 - val_fraction))
+    train_text, val_text = text[:split], text[split:]
+    if not train_text or not val_text:
+        raise DataError(f"data file {data} ({len(text)} characters) is too short to split for validation")
+    # a character vocabulary is read off the whole text (as nanoGPT), so the validation
+    # part never holds an unknown character; learned vocabularies see the training part only
+    tok = train_tokenizer(text if tokenizer == "char" else train_text, tokenizer, vocab_size)
+    dtype = id_dtype(tok.vocab_size)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    counts = {}
+    for name, part in (("train", train_text), ("val", val_text)):
+        ids = np.asarray(tok.encode(part), dtype=dtype)
+        counts[name] = int(ids.size)
+        _write_atomically(out / f"{name}.bin", ids.tofile)
+    tok.save(out / "tokenizer.json")
+    meta = {
+        "format": "tinylm-tokens",
+        "version": 1,
+        "source": str(Path(data).resolve()),
+        "tokenizer": tokenizer,
+        "vocab_size": tok.vocab_size,
+        "dtype": dtype.name,
+        "train_tokens": counts["train"],
+        "val_tokens": counts["val"],
+    }
+    _write_atomically(out / "meta.json", lambda p: p.write_text(json.dumps(meta, indent=2)))
+    return load_prepared(out)
+
+
+def load_prepared(directory):
+    """Open what ``prepare`` wrote: the token files memory-mapped, the tokenizer, the metadata."""
+    directory = Path(directory)
+    meta_path = directory / "meta.json"
+    if not meta_path.is_file():
+        raise DataError(f"{directory} holds no meta.json: prepare it first (tinylm prepare --data FILE --out DIR)")
+    try:
+        meta = json.loads(meta_path.read_text())
+        dtype = np.dtype(meta["dtype"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise DataError(f"{meta_path} is not a tinylm token metadata file ({error})") from None
+    tokenizer = load_tokenizer(directory / "tokenizer.json")
+    parts = {}
+    for name in ("train", "val"):
+        path = directory / f"{name}.bin"
+        if not path.is_file():
+            raise DataError(f"{path} is missing")
+        expected = meta.get(f"{name}_tokens")
+        size = path.stat().st_size // dtype.itemsize
+        if expected is not None and size != expected:
+            raise DataError(f"{path} holds {size} tokens but meta.json says {expected}: the file is truncated or stale")
+        parts[name] = np.memmap(path, dtype=dtype, mode="r") if size else np.zeros(0, dtype=dtype)
+    return Prepared(parts["train"], parts["val"], tokenizer, meta)
