@@ -1,1 +1,27 @@
-"""Numba fused kernels (installed as ``tinylm.kernels``)."""
+"""Fused kernels for tinylm (installed as ``tinylm.kernels``).
+
+Each kernel is a plain function over arrays (no Tensor) with three
+implementations side by side in one module: a NumPy reference (the ground
+truth), a Numba CPU version and a Numba CUDA version. Pick one through the
+registry::
+
+    from tinylm.kernels import get_kernel, kernel_for
+    forward = get_kernel("layernorm_forward", "numba")    # or "numpy", "cuda"
+    y, mean, rstd = forward(x, weight, bias, 1e-5)
+    forward = kernel_for("layernorm_forward", x)          # by x's device
+
+Kernels: cross_entropy_forward/backward, layernorm_forward/backward,
+gelu_forward/backward, bias_gelu_forward/backward,
+attention_softmax_forward/backward, lstm_cell_forward/backward,
+gru_cell_forward/backward, adamw_update (see ``KERNELS``).
+
+Importing this package does not import Numba (it would cost a third of a
+second); a kernel's module is imported on the first ``get_kernel`` for it, and
+Numba compiles each function on its first call, or loads it from its cache.
+Threads: :func:`configure_threads`.
+"""
+
+from .registry import BACKENDS, CPU_DEFAULT, KERNELS, get_kernel, kernel_for
+from .threads import configure_threads
+
+__all__ = ["BACKENDS", "CPU_DEFAULT", "KERNELS", "configure_threads", "get_kernel", "kernel_for"]

@@ -1,0 +1,245 @@
+"""What the kernel modules share: the jit options, argument checks, launch shapes,
+and small jitted helpers.
+
+This module imports numba, so like every kernel module it is imported only when
+the registry first needs a kernel (see ``registry.py``).
+
+Habits that run through every jitted function in this package:
+
+- **``@jit``, not bare ``@njit``.** ``jit`` below is ``numba.njit`` with
+  ``cache=True`` (a second process loads the machine code instead of compiling),
+  ``error_model="numpy"`` (a float division by zero gives inf/nan instead of
+  raising; the Python check it replaces also blocks vectorization) and
+  ``fastmath={"contract"}`` (lets LLVM fuse ``a * b + c`` into one FMA, which is
+  both faster and more exact). No other fast-math flag is on: ``reassoc`` would
+  let LLVM undo the careful range reduction in ``fastmath.fast_exp``, and
+  ``nnan``/``ninf`` would break the inf/NaN handling. Sums that should vectorize
+  are written with eight explicit accumulators instead (``lane_sum``).
+- **Constants take the array's dtype.** In Numba, as in NumPy's old rules, a
+  float32 value combined with a Python float or int becomes float64, which is
+  slower and changes the result type. So a kernel spells ``one = x.dtype.type(1)``
+  (or ``type(v)(1)`` for a scalar ``v``) and uses that; launchers cast scalar
+  arguments such as ``eps`` to the dtype before the call.
+- **Transcendentals come from ``fastmath``**: the kernels call ``exp_into``,
+  ``tanh_into``, ``sigmoid_into`` or ``erf_into`` on a row, which vectorize,
+  instead of ``math.exp`` and friends per element, which do not.
+- **A serial function over a range of rows, and a parallel driver.** The work
+  on rows ``start:stop`` (or a span of a flat array) is one ``@jit`` function,
+  which the launcher calls on everything; the parallel driver splits the rows
+  into one contiguous chunk per thread with ``prange`` and calls the same
+  function on each chunk (which also gets its own scratch buffers). The
+  launcher takes the parallel driver only when there is enough work to pay for
+  waking the threads (``use_parallel``; measured in ``benchmarks/bench_kernels.py``).
+- **Loops index from 0.** Inner loops run over ``range(n)`` on a row or a slice.
+  Indexing a whole array with ``k`` from ``range(start, stop)`` makes Numba
+  guard every access against a negative ``k``, which stops LLVM from
+  vectorizing the loop (measured: ten times slower for AdamW).
+"""
+
+import math
+from functools import partial
+
+import numba
+import numpy as np
+from numba import cuda
+
+#: ``numba.njit`` with this package's options; ``@jit`` or ``@jit(parallel=True)``.
+jit = partial(numba.njit, cache=True, error_model="numpy", fastmath={"contract"})
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+#: Below this much work a parallel driver costs more in waking the threads than
+#: it saves. Work is the number of elements, doubled for kernels that evaluate an
+#: exp, tanh or erf per element. Measured on 2 idle cores with the omp layer
+#: (benchmarks/bench_kernels.py): 2 threads gain 1.5-2.4x from about 50k
+#: elements of such kernels (cross entropy 768x65: 1.7x) and 100k of plain
+#: arithmetic (LayerNorm 768x128: 1.5x), and lose on the LSTM/GRU backward at
+#: 32x256 (25k-33k elements, 0.9x).
+PARALLEL_MIN_WORK = 1 << 16
+
+#: Threads per block for the CUDA kernels; the shared-memory scratch of the
+#: row kernels has this many slots.
+CUDA_MAX_BLOCK = 256
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def check_float(kernel, name, array, ndim=None):
+    """Raise unless ``array`` is float32 or float64 (and has ``ndim`` axes)."""
+    if array.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{kernel}: {name} must be float32 or float64, got {array.dtype}")
+    if ndim is not None and array.ndim != ndim:
+        raise ValueError(f"{kernel}: {name} must have {ndim} axes, got shape {array.shape}")
+
+
+def check_like(kernel, name, array, dtype, shape):
+    """Raise unless ``array`` has exactly ``dtype`` and ``shape``."""
+    if array.dtype != dtype:
+        raise TypeError(f"{kernel}: {name} must be {dtype} like the first input, got {array.dtype}")
+    if tuple(array.shape) != tuple(shape):
+        raise ValueError(f"{kernel}: {name} must have shape {tuple(shape)}, got {array.shape}")
+
+
+def use_parallel(n_elements, transcendental=False):
+    """Whether a launcher should call its ``prange`` driver: enough work and more than one thread.
+
+    ``transcendental``: the kernel evaluates an exp, tanh or erf per element.
+    """
+    work = 2 * n_elements if transcendental else n_elements
+    return work >= PARALLEL_MIN_WORK and numba.get_num_threads() > 1
+
+
+# --------------------------------------------------------------------------- CPU helpers
+
+
+def chunk_count(n_items):
+    """How many chunks a parallel driver should split ``n_items`` into: one per thread."""
+    return max(1, min(numba.get_num_threads(), n_items))
+
+
+@jit
+def chunk_bounds(n_items, n_chunks, chunk):
+    """``(start, stop)`` of chunk number ``chunk`` when ``n_items`` are split evenly."""
+    return chunk * n_items // n_chunks, (chunk + 1) * n_items // n_chunks
+
+
+@jit
+def lane_sum(values):
+    """Sum of a 1-D array with eight independent accumulators.
+
+    A plain ``s += v[j]`` loop is one chain of dependent additions (4 cycles
+    each) that LLVM may not reorder without ``reassoc``; eight named chains are
+    the same arithmetic in a fixed order that it can put into one AVX register.
+    Rounding error is also smaller than the sequential sum's.
+    """
+    zero = values.dtype.type(0)
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = zero
+    n = values.shape[0]
+    n8 = n - n % 8
+    for j in range(0, n8, 8):
+        s0 += values[j]
+        s1 += values[j + 1]
+        s2 += values[j + 2]
+        s3 += values[j + 3]
+        s4 += values[j + 4]
+        s5 += values[j + 5]
+        s6 += values[j + 6]
+        s7 += values[j + 7]
+    for j in range(n8, n):
+        s0 += values[j]
+    return ((s0 + s4) + (s1 + s5)) + ((s2 + s6) + (s3 + s7))
+
+
+@jit
+def lane_max(values):
+    """Largest element of a non-empty 1-D array, with eight running maxima like ``lane_sum``."""
+    m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = values[0]
+    n = values.shape[0]
+    n8 = n - n % 8
+    for j in range(0, n8, 8):
+        m0 = max(m0, values[j])
+        m1 = max(m1, values[j + 1])
+        m2 = max(m2, values[j + 2])
+        m3 = max(m3, values[j + 3])
+        m4 = max(m4, values[j + 4])
+        m5 = max(m5, values[j + 5])
+        m6 = max(m6, values[j + 6])
+        m7 = max(m7, values[j + 7])
+    for j in range(n8, n):
+        m0 = max(m0, values[j])
+    return max(max(max(m0, m4), max(m1, m5)), max(max(m2, m6), max(m3, m7)))
+
+
+@jit
+def lane_dot(a, b):
+    """``sum(a * b)`` of two 1-D arrays, with eight accumulators like ``lane_sum``."""
+    zero = a.dtype.type(0)
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = zero
+    n = a.shape[0]
+    n8 = n - n % 8
+    for j in range(0, n8, 8):
+        s0 += a[j] * b[j]
+        s1 += a[j + 1] * b[j + 1]
+        s2 += a[j + 2] * b[j + 2]
+        s3 += a[j + 3] * b[j + 3]
+        s4 += a[j + 4] * b[j + 4]
+        s5 += a[j + 5] * b[j + 5]
+        s6 += a[j + 6] * b[j + 6]
+        s7 += a[j + 7] * b[j + 7]
+    for j in range(n8, n):
+        s0 += a[j] * b[j]
+    return ((s0 + s4) + (s1 + s5)) + ((s2 + s6) + (s3 + s7))
+
+
+def sigmoid_reference(x):
+    """NumPy logistic function, stable for large ``|x|``, in ``x``'s dtype."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+
+
+# --------------------------------------------------------------------------- CUDA
+
+
+def block_size_for(n, limit=CUDA_MAX_BLOCK):
+    """The smallest power of two >= ``n``, capped at ``limit`` (at least 1).
+
+    Row kernels reduce with a power-of-two tree in shared memory, and a row of 8
+    values needs no block of 256 threads (which also keeps the CUDA simulator fast).
+    """
+    size = 1
+    while size < min(n, limit):
+        size *= 2
+    return size
+
+
+def elementwise_launch(n, limit=CUDA_MAX_BLOCK):
+    """``(blocks, threads)`` covering ``n`` elements with one thread each."""
+    threads = block_size_for(n, limit)
+    return max(1, (n + threads - 1) // threads), threads
+
+
+@cuda.jit(device=True)
+def cuda_sigmoid(v):
+    one = type(v)(1)
+    if v >= 0:
+        return one / (one + math.exp(-v))
+    e = math.exp(v)
+    return e / (one + e)
+
+
+@cuda.jit(device=True)
+def cuda_block_sum(scratch, value):
+    """Sum of ``value`` over the threads of a block (blockDim a power of two).
+
+    Every thread of the block must call it; every thread gets the total.
+    """
+    t = cuda.threadIdx.x
+    scratch[t] = value
+    cuda.syncthreads()
+    stride = cuda.blockDim.x // 2
+    while stride > 0:
+        if t < stride:
+            scratch[t] += scratch[t + stride]
+        cuda.syncthreads()
+        stride //= 2
+    total = scratch[0]
+    cuda.syncthreads()  # nobody may overwrite scratch[0] before everyone has read it
+    return total
+
+
+@cuda.jit(device=True)
+def cuda_block_max(scratch, value):
+    """Maximum of ``value`` over the threads of a block; same contract as ``cuda_block_sum``."""
+    t = cuda.threadIdx.x
+    scratch[t] = value
+    cuda.syncthreads()
+    stride = cuda.blockDim.x // 2
+    while stride > 0:
+        if t < stride:
+            scratch[t] = max(scratch[t], scratch[t + stride])
+        cuda.syncthreads()
+        stride //= 2
+    total = scratch[0]
+    cuda.syncthreads()
+    return total

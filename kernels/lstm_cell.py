@@ -1,0 +1,244 @@
+"""One LSTM time step after the matrix products, as ``torch.nn.LSTM`` computes it.
+
+``gates`` (B, 4H) holds the pre-activations ``x @ W_ih.T + b_ih + h @ W_hh.T + b_hh``
+in PyTorch's gate order **i, f, g, o**::
+
+    i, f, o = sigmoid(...)      g = tanh(...)
+    c = f * c_prev + i * g
+    h = o * tanh(c)
+
+The forward returns ``acts`` (B, 4H), the activated gates in the same order,
+for the backward. With ``dh`` the total gradient on h and ``dc`` the gradient
+reaching c from the next time step (zeros at the last step)::
+
+    dc_total = dc + dh * o * (1 - tanh(c)**2)
+    di = dc_total * g * i (1 - i)        df = dc_total * c_prev * f (1 - f)
+    dg = dc_total * i * (1 - g**2)       do = dh * tanh(c) * o (1 - o)
+    dc_prev = dc_total * f
+
+``tanh(c)`` is recomputed from the saved ``c`` rather than stored.
+"""
+
+import math
+
+import numpy as np
+from numba import cuda, prange
+
+from tinylm.backend import array_module
+
+from ._common import (
+    check_float,
+    check_like,
+    chunk_bounds,
+    chunk_count,
+    cuda_sigmoid,
+    elementwise_launch,
+    jit,
+    sigmoid_reference,
+    use_parallel,
+)
+from .fastmath import sigmoid_into, tanh_into
+
+
+def _check_forward(gates, c_prev):
+    check_float("lstm_cell_forward", "gates", gates, ndim=2)
+    if gates.shape[1] % 4:
+        raise ValueError(f"lstm_cell_forward: gates must have shape (B, 4H), got {gates.shape}")
+    check_like("lstm_cell_forward", "c_prev", c_prev, gates.dtype, (gates.shape[0], gates.shape[1] // 4))
+
+
+def _check_backward(dh, dc, acts, c_prev, c):
+    check_float("lstm_cell_backward", "c", c, ndim=2)
+    b, h = c.shape
+    expected = {"dh": (dh, (b, h)), "dc": (dc, (b, h)), "acts": (acts, (b, 4 * h)), "c_prev": (c_prev, (b, h))}
+    for name, (array, shape) in expected.items():
+        check_like("lstm_cell_backward", name, array, c.dtype, shape)
+
+
+# --------------------------------------------------------------------------- NumPy reference
+
+
+def lstm_cell_forward_reference(gates, c_prev):
+    """``(h (B, H), c (B, H), acts (B, 4H))``."""
+    _check_forward(gates, c_prev)
+    i, f, g, o = np.split(gates, 4, axis=1)
+    i, f, g, o = sigmoid_reference(i), sigmoid_reference(f), np.tanh(g), sigmoid_reference(o)
+    c = f * c_prev + i * g
+    h = o * np.tanh(c)
+    return h, c, np.concatenate([i, f, g, o], axis=1)
+
+
+def lstm_cell_backward_reference(dh, dc, acts, c_prev, c):
+    """``(dgates (B, 4H), dc_prev (B, H))``."""
+    _check_backward(dh, dc, acts, c_prev, c)
+    i, f, g, o = np.split(acts, 4, axis=1)
+    tanh_c = np.tanh(c)
+    dc_total = dc + dh * o * (1 - tanh_c * tanh_c)
+    dgates = np.concatenate(
+        [
+            dc_total * g * i * (1 - i),
+            dc_total * c_prev * f * (1 - f),
+            dc_total * i * (1 - g * g),
+            dh * tanh_c * o * (1 - o),
+        ],
+        axis=1,
+    )
+    return dgates, dc_total * f
+
+
+# --------------------------------------------------------------------------- Numba CPU
+
+
+@jit
+def _forward_rows(gates, c_prev, h, c, acts, start, stop):
+    hidden = c_prev.shape[1]
+    tanh_c = np.empty(hidden, gates.dtype)
+    for b in range(start, stop):
+        pre, act, cp, c_row, h_row = gates[b], acts[b], c_prev[b], c[b], h[b]
+        sigmoid_into(pre[: 2 * hidden], act[: 2 * hidden])  # i, f
+        tanh_into(pre[2 * hidden : 3 * hidden], act[2 * hidden : 3 * hidden])  # g
+        sigmoid_into(pre[3 * hidden :], act[3 * hidden :])  # o
+        for j in range(hidden):
+            c_row[j] = act[hidden + j] * cp[j] + act[j] * act[2 * hidden + j]
+        tanh_into(c_row, tanh_c)
+        for j in range(hidden):
+            h_row[j] = act[3 * hidden + j] * tanh_c[j]
+
+
+@jit(parallel=True)
+def _forward_parallel(gates, c_prev, h, c, acts, n_chunks):
+    for chunk in prange(n_chunks):
+        start, stop = chunk_bounds(gates.shape[0], n_chunks, chunk)
+        _forward_rows(gates, c_prev, h, c, acts, start, stop)
+
+
+@jit
+def _backward_rows(dh, dc, acts, c_prev, c, dgates, dc_prev, start, stop):
+    hidden = c.shape[1]
+    one = c.dtype.type(1)
+    tanh_c = np.empty(hidden, c.dtype)
+    for b in range(start, stop):
+        act, grad_h, grad_c, cp, out, out_c = acts[b], dh[b], dc[b], c_prev[b], dgates[b], dc_prev[b]
+        tanh_into(c[b], tanh_c)
+        for j in range(hidden):
+            i = act[j]
+            f = act[hidden + j]
+            g = act[2 * hidden + j]
+            o = act[3 * hidden + j]
+            t = tanh_c[j]
+            dc_total = grad_c[j] + grad_h[j] * o * (one - t * t)
+            out[j] = dc_total * g * i * (one - i)
+            out[hidden + j] = dc_total * cp[j] * f * (one - f)
+            out[2 * hidden + j] = dc_total * i * (one - g * g)
+            out[3 * hidden + j] = grad_h[j] * t * o * (one - o)
+            out_c[j] = dc_total * f
+
+
+@jit(parallel=True)
+def _backward_parallel(dh, dc, acts, c_prev, c, dgates, dc_prev, n_chunks):
+    for chunk in prange(n_chunks):
+        start, stop = chunk_bounds(c.shape[0], n_chunks, chunk)
+        _backward_rows(dh, dc, acts, c_prev, c, dgates, dc_prev, start, stop)
+
+
+def lstm_cell_forward_numba(gates, c_prev):
+    """Numba version of :func:`lstm_cell_forward_reference`."""
+    _check_forward(gates, c_prev)
+    gates = np.ascontiguousarray(gates)
+    c_prev = np.ascontiguousarray(c_prev)
+    h = np.empty_like(c_prev)
+    c = np.empty_like(c_prev)
+    acts = np.empty_like(gates)
+    if use_parallel(gates.size, transcendental=True):
+        _forward_parallel(gates, c_prev, h, c, acts, chunk_count(gates.shape[0]))
+    else:
+        _forward_rows(gates, c_prev, h, c, acts, 0, gates.shape[0])
+    return h, c, acts
+
+
+def lstm_cell_backward_numba(dh, dc, acts, c_prev, c):
+    """Numba version of :func:`lstm_cell_backward_reference`."""
+    _check_backward(dh, dc, acts, c_prev, c)
+    args = [np.ascontiguousarray(a) for a in (dh, dc, acts, c_prev, c)]
+    dgates = np.empty_like(args[2])
+    dc_prev = np.empty_like(args[4])
+    if use_parallel(dgates.size):  # tanh on a quarter of the elements only
+        _backward_parallel(*args, dgates, dc_prev, chunk_count(c.shape[0]))
+    else:
+        _backward_rows(*args, dgates, dc_prev, 0, c.shape[0])
+    return dgates, dc_prev
+
+
+# --------------------------------------------------------------------------- CUDA
+# One thread per (row, hidden unit): it reads that unit's four gates.
+
+
+@cuda.jit
+def _forward_cuda_kernel(gates, c_prev, h, c, acts):
+    k = cuda.grid(1)
+    batch, hidden = c_prev.shape
+    if k >= batch * hidden:
+        return
+    b = k // hidden
+    j = k - b * hidden
+    i = cuda_sigmoid(gates[b, j])
+    f = cuda_sigmoid(gates[b, hidden + j])
+    g = math.tanh(gates[b, 2 * hidden + j])
+    o = cuda_sigmoid(gates[b, 3 * hidden + j])
+    cell = f * c_prev[b, j] + i * g
+    c[b, j] = cell
+    h[b, j] = o * math.tanh(cell)
+    acts[b, j] = i
+    acts[b, hidden + j] = f
+    acts[b, 2 * hidden + j] = g
+    acts[b, 3 * hidden + j] = o
+
+
+@cuda.jit
+def _backward_cuda_kernel(dh, dc, acts, c_prev, c, dgates, dc_prev):
+    k = cuda.grid(1)
+    batch, hidden = c.shape
+    if k >= batch * hidden:
+        return
+    b = k // hidden
+    j = k - b * hidden
+    one = c.dtype.type(1)
+    i = acts[b, j]
+    f = acts[b, hidden + j]
+    g = acts[b, 2 * hidden + j]
+    o = acts[b, 3 * hidden + j]
+    tanh_c = math.tanh(c[b, j])
+    dc_total = dc[b, j] + dh[b, j] * o * (one - tanh_c * tanh_c)
+    dgates[b, j] = dc_total * g * i * (one - i)
+    dgates[b, hidden + j] = dc_total * c_prev[b, j] * f * (one - f)
+    dgates[b, 2 * hidden + j] = dc_total * i * (one - g * g)
+    dgates[b, 3 * hidden + j] = dh[b, j] * tanh_c * o * (one - o)
+    dc_prev[b, j] = dc_total * f
+
+
+def lstm_cell_forward_cuda(gates, c_prev):
+    """CUDA version of :func:`lstm_cell_forward_reference` (CuPy arrays in and out)."""
+    _check_forward(gates, c_prev)
+    xp = array_module(gates)
+    gates = xp.ascontiguousarray(gates)
+    c_prev = xp.ascontiguousarray(c_prev)
+    h = xp.empty_like(c_prev)
+    c = xp.empty_like(c_prev)
+    acts = xp.empty_like(gates)
+    if c.size:
+        blocks, threads = elementwise_launch(c.size)
+        _forward_cuda_kernel[blocks, threads](gates, c_prev, h, c, acts)
+    return h, c, acts
+
+
+def lstm_cell_backward_cuda(dh, dc, acts, c_prev, c):
+    """CUDA version of :func:`lstm_cell_backward_reference` (CuPy arrays in and out)."""
+    _check_backward(dh, dc, acts, c_prev, c)
+    xp = array_module(c)
+    args = [xp.ascontiguousarray(a) for a in (dh, dc, acts, c_prev, c)]
+    dgates = xp.empty_like(args[2])
+    dc_prev = xp.empty_like(args[4])
+    if c.size:
+        blocks, threads = elementwise_launch(c.size)
+        _backward_cuda_kernel[blocks, threads](*args, dgates, dc_prev)
+    return dgates, dc_prev

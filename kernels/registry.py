@@ -1,0 +1,75 @@
+"""One place that maps a kernel name and a backend to a function.
+
+Backends:
+
+- ``"numpy"``: the NumPy reference, the ground truth the others are tested against;
+- ``"numba"``: the CPU ``@njit`` version;
+- ``"cuda"``: the ``@cuda.jit`` version (CuPy arrays in and out; NumPy arrays under
+  Numba's CUDA simulator).
+
+Every kernel module defines ``<name>_reference``, ``<name>_numba`` and
+``<name>_cuda`` side by side. A module is imported the first time one of its
+kernels is asked for, so importing this registry (or ``tinylm.kernels``) does
+not import Numba; Numba compiles a kernel on its first call (or loads it from
+its on-disk cache).
+"""
+
+import importlib
+
+BACKENDS = ("numpy", "numba", "cuda")
+
+_SUFFIX = {"numpy": "reference", "numba": "numba", "cuda": "cuda"}
+
+# kernel name -> module of this package that defines it
+_MODULES = {
+    "cross_entropy_forward": "cross_entropy",
+    "cross_entropy_backward": "cross_entropy",
+    "layernorm_forward": "layernorm",
+    "layernorm_backward": "layernorm",
+    "gelu_forward": "gelu",
+    "gelu_backward": "gelu",
+    "bias_gelu_forward": "gelu",
+    "bias_gelu_backward": "gelu",
+    "attention_softmax_forward": "attention_softmax",
+    "attention_softmax_backward": "attention_softmax",
+    "lstm_cell_forward": "lstm_cell",
+    "lstm_cell_backward": "lstm_cell",
+    "gru_cell_forward": "gru_cell",
+    "gru_cell_backward": "gru_cell",
+    "adamw_update": "adamw",
+}
+
+#: Every kernel name, in a stable order.
+KERNELS = tuple(_MODULES)
+
+#: The CPU implementation that :func:`kernel_for` picks for NumPy arrays. "numba"
+#: wherever ``benchmarks/bench_kernels.py`` measured it faster than the reference
+#: at the shapes of a small GPT on CPU (which is everywhere, as of this writing);
+#: change an entry to "numpy" if a measurement says otherwise.
+CPU_DEFAULT = {name: "numba" for name in KERNELS}
+
+_cache = {}
+
+
+def get_kernel(name, backend="numba"):
+    """The function implementing kernel ``name`` on ``backend`` ("numpy", "numba" or "cuda")."""
+    key = (name, backend)
+    kernel = _cache.get(key)
+    if kernel is None:
+        if name not in _MODULES:
+            raise ValueError(f"unknown kernel {name!r}; known kernels: {', '.join(KERNELS)}")
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r} for kernel {name!r}; expected one of {BACKENDS}")
+        module = importlib.import_module(f"{__package__}.{_MODULES[name]}")
+        kernel = _cache[key] = getattr(module, f"{name}_{_SUFFIX[backend]}")
+    return kernel
+
+
+def kernel_for(name, array):
+    """The kernel ``name`` for arrays like ``array``: CUDA for a CuPy array,
+    ``CPU_DEFAULT[name]`` (normally Numba) for a NumPy array."""
+    from tinylm.backend import device_of  # imports only NumPy
+
+    if device_of(array) == "cuda":
+        return get_kernel(name, "cuda")
+    return get_kernel(name, CPU_DEFAULT.get(name, "numba"))

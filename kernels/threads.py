@@ -1,0 +1,166 @@
+"""Thread settings for the CPU kernels (Numba) and for NumPy's BLAS (OpenBLAS).
+
+Nothing here runs at import, and nothing reads or sets environment variables:
+a program calls :func:`configure_threads` once, early (the CLI from its
+``--threads`` option), and the benchmark does the same.
+
+What was measured on the project's machine (2 cores, AMD EPYC, shared with
+other jobs), with ``python benchmarks/bench_kernels.py --probe-threading
+[--busy]``: LayerNorm forward on (768, 512) float32 and a float32
+(768, 128) @ (128, 512) matmul, 3 s of back-to-back calls in a fresh process
+each, times in microseconds:
+
+  =====================  =======  =====  =====  ==========  =======
+  idle machine           median   p90    p99    calls > 5x  mean
+  =====================  =======  =====  =====  ==========  =======
+  Numba serial           306-408  448    503    0 %         331-409
+  omp, 2 threads         206      241    272    0.1 %       205
+  workqueue, 2 threads   312      531    808    0.1 %       365
+  omp, 2, torch between  187      234    302    0.1 %       194
+  OpenBLAS, 1 thread     1508     1637   1870   0 %         1491
+  OpenBLAS, 2 threads    641      772    1208   0 %         673
+  =====================  =======  =====  =====  ==========  =======
+
+  =====================  =======  =====  =====  ==========  =======
+  one core kept busy     median   p90    p99    calls > 5x  mean
+  =====================  =======  =====  =====  ==========  =======
+  Numba serial           310-362  421    496    0.1 %       326-357
+  omp, 2 threads         189      303    7997   7.6 %       608
+  workqueue, 2 threads   445      551    1890   0.8 %       473
+  OpenBLAS, 1 thread     1259     1495   1688   0 %         1300
+  OpenBLAS, 2 threads    735      4860   8020   24.5 %      1980
+  =====================  =======  =====  =====  ==========  =======
+
+- Installed layers: ``omp`` (GNU OpenMP) and ``workqueue``; ``tbb`` is not
+  installed. ``omp`` is the faster and the steadier of the two (a parallel
+  region costs a few microseconds; workqueue's cost tens, so it only pays on
+  large kernels), hence :data:`LAYER_PREFERENCE`.
+- On an idle machine two threads pay 1.5-2.4x on the kernels at the shapes of
+  a small GPT (see the benchmark); the kernels stay serial below
+  ``PARALLEL_MIN_WORK`` (``_common.py``).
+- When another process keeps a core busy, a parallel call now and then waits
+  a whole scheduler time slice (about 8 ms) for its descheduled second thread,
+  and on average two threads become *slower* than one, for Numba (omp) and
+  for OpenBLAS alike (the occasional 50x slow matmuls). On a shared machine
+  call ``configure_threads(1)``.
+
+Caveats of the layers (from Numba's documentation): GNU OpenMP is not
+fork-safe (a process forked after a parallel kernel ran must not run one
+itself; use the "spawn" start method for worker processes), and workqueue is
+not thread-safe (two Python threads must not run parallel kernels at once).
+
+``configure_threads(n)`` sets OpenBLAS to ``n`` threads as well, through its C
+API, found among the libraries loaded in the process (no environment variable,
+no extra package). PyTorch, when a benchmark uses it, has its own setting
+(``torch.set_num_threads``).
+"""
+
+import ctypes
+import os
+
+#: The order in which threading layers are tried when none is named.
+LAYER_PREFERENCE = ("omp", "workqueue", "tbb")
+
+# The names under which OpenBLAS builds export their thread setter.
+_BLAS_SETTERS = (
+    "openblas_set_num_threads",
+    "openblas_set_num_threads64_",
+    "scipy_openblas_set_num_threads64_",
+    "scipy_openblas_set_num_threads",
+)
+_BLAS_GETTERS = (
+    "openblas_get_num_threads",
+    "openblas_get_num_threads64_",
+    "scipy_openblas_get_num_threads64_",
+    "scipy_openblas_get_num_threads",
+)
+
+
+def configure_threads(n=None, *, layer=None, blas=True):
+    """Use ``n`` threads in Numba's parallel kernels (and in OpenBLAS if ``blas``).
+
+    ``n=None`` means one per core (Numba's pool size). ``layer`` names Numba's threading layer
+    ("omp", "workqueue" or "tbb"); by default the first installed one of
+    :data:`LAYER_PREFERENCE`. The layer is fixed once Numba starts its threads
+    (the first parallel kernel, or the first call of this function), so a later
+    call can change the count but not the layer; asking for a different layer
+    then raises RuntimeError.
+
+    Returns what is now in effect: ``{"threads", "layer", "blas_threads", "blas_library"}``
+    (the BLAS entries are None when no OpenBLAS is loaded).
+    """
+    import numba
+    from numba.np.ufunc import parallel
+
+    if layer is not None and layer not in LAYER_PREFERENCE:
+        raise ValueError(f"configure_threads: layer must be one of {LAYER_PREFERENCE}, got {layer!r}")
+    most = numba.config.NUMBA_NUM_THREADS
+    n = most if n is None else int(n)
+    if not 1 <= n <= most:
+        raise ValueError(f"configure_threads: n must be between 1 and {most} (Numba's thread pool), got {n}")
+    if not parallel._is_initialized:  # the layer can still be chosen
+        if layer is None:
+            numba.config.THREADING_LAYER = "default"
+            numba.config.THREADING_LAYER_PRIORITY = list(LAYER_PREFERENCE)
+        else:
+            numba.config.THREADING_LAYER = layer
+    numba.set_num_threads(n)  # starts the threads (and so fixes the layer) on the first call
+    active = numba.threading_layer()
+    if layer is not None and active != layer:
+        raise RuntimeError(
+            f"configure_threads: Numba already runs the {active!r} threading layer; "
+            f"{layer!r} can only be chosen before the first parallel kernel runs"
+        )
+    blas_library = set_blas_threads(n) if blas else None
+    return {
+        "threads": numba.get_num_threads(),
+        "layer": active,
+        "blas_threads": blas_threads() if blas_library else None,
+        "blas_library": blas_library,
+    }
+
+
+def _loaded_openblas():
+    """Paths of the OpenBLAS libraries loaded in this process (Linux: /proc/self/maps)."""
+    paths = []
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            for line in maps:
+                path = line.split(maxsplit=5)[-1].strip()
+                if "openblas" in os.path.basename(path).lower() and path not in paths:
+                    paths.append(path)
+    except OSError:
+        pass
+    return paths
+
+
+def _blas_function(names):
+    for path in _loaded_openblas():
+        library = ctypes.CDLL(path)
+        for name in names:
+            function = getattr(library, name, None)
+            if function is not None:
+                return path, function
+    return None, None
+
+
+def set_blas_threads(n):
+    """Set OpenBLAS's thread count now; returns the library's path, or None if none is loaded."""
+    import numpy  # noqa: F401  (loads NumPy's OpenBLAS, if it has one)
+
+    path, setter = _blas_function(_BLAS_SETTERS)
+    if setter is None:
+        return None
+    setter.argtypes = [ctypes.c_int]
+    setter.restype = None
+    setter(int(n))
+    return path
+
+
+def blas_threads():
+    """OpenBLAS's current thread count, or None if no OpenBLAS is loaded."""
+    _, getter = _blas_function(_BLAS_GETTERS)
+    if getter is None:
+        return None
+    getter.restype = ctypes.c_int
+    return getter()

@@ -1,0 +1,86 @@
+"""The registry (get_kernel, kernel_for), lazy imports, and thread configuration."""
+
+import inspect
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tinylm.kernels import BACKENDS, CPU_DEFAULT, KERNELS, get_kernel, kernel_for
+
+
+def _run_python(code):
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("name", KERNELS)
+def test_every_kernel_exists_on_every_backend(name):
+    functions = [get_kernel(name, backend) for backend in BACKENDS]
+    for function, suffix in zip(functions, ("reference", "numba", "cuda")):
+        assert callable(function) and function.__name__ == f"{name}_{suffix}"
+    # the three take the same arguments
+    parameters = [list(inspect.signature(f).parameters) for f in functions]
+    assert parameters[0] == parameters[1] == parameters[2]
+    assert get_kernel(name) is functions[1]  # numba is the default backend
+
+
+def test_kernel_for_picks_by_array_type():
+    x = np.zeros((2, 3), np.float32)
+    for name in KERNELS:
+        assert kernel_for(name, x) is get_kernel(name, CPU_DEFAULT[name])
+
+
+def test_unknown_names_are_reported():
+    with pytest.raises(ValueError, match="unknown kernel 'softmax'; known kernels: cross_entropy_forward"):
+        get_kernel("softmax")
+    with pytest.raises(ValueError, match="unknown backend 'torch' for kernel 'gelu_forward'"):
+        get_kernel("gelu_forward", "torch")
+
+
+def test_importing_the_package_does_not_import_numba():
+    result = _run_python(
+        "import sys, tinylm.kernels\n"
+        "assert 'numba' not in sys.modules, 'tinylm.kernels imported numba'\n"
+        "from tinylm.kernels import get_kernel\n"
+        "get_kernel('gelu_forward', 'numpy')\n"
+        "assert 'numba' in sys.modules\n"
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_configure_threads_sets_numba_and_blas():
+    result = _run_python(
+        "import numba\n"
+        "from tinylm.kernels import configure_threads\n"
+        "info = configure_threads(1)\n"
+        "assert info['threads'] == 1 == numba.get_num_threads(), info\n"
+        "assert info['layer'] in ('omp', 'workqueue', 'tbb'), info\n"
+        "assert info['blas_library'] is None or info['blas_threads'] == 1, info\n"
+        "most = numba.config.NUMBA_NUM_THREADS\n"
+        "assert configure_threads()['threads'] == most\n"
+        "try:\n"
+        "    configure_threads(most + 1)\n"
+        "except ValueError as error:\n"
+        "    assert 'configure_threads: n must be between 1 and' in str(error)\n"
+        "else:\n"
+        "    raise AssertionError('too many threads were accepted')\n"
+        "other = 'workqueue' if info['layer'] != 'workqueue' else 'omp'\n"
+        "try:\n"
+        "    configure_threads(1, layer=other)\n"
+        "except RuntimeError as error:\n"
+        "    assert 'can only be chosen before' in str(error)\n"
+        "else:\n"
+        "    raise AssertionError('the layer changed after the threads started')\n"
+        "print(info)\n"
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_chosen_threading_layer_is_used():
+    result = _run_python(
+        "from tinylm.kernels import configure_threads\n"
+        "print(configure_threads(2, layer='workqueue', blas=False)['layer'])\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "workqueue"
