@@ -6,6 +6,7 @@ naming the function and both shapes, then call one fused op from
 """
 
 from tinylm import ops
+from tinylm.ops.fused.attention import scaled_dot_product_attention
 from tinylm.ops.fused.cross_entropy import CrossEntropyFunction
 from tinylm.ops.fused.dropout import DropoutFunction
 from tinylm.ops.fused.embedding import EmbeddingFunction
@@ -15,7 +16,7 @@ from tinylm.ops.fused.linear import LinearFunction
 from tinylm.tensor import Tensor
 
 __all__ = [
-    "linear", "embedding", "dropout", "layer_norm", "gelu", "cross_entropy",
+    "linear", "embedding", "dropout", "layer_norm", "gelu", "cross_entropy", "scaled_dot_product_attention",
     "relu", "tanh", "sigmoid", "softmax", "log_softmax",
 ]  # fmt: skip
 

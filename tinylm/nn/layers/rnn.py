@@ -1,0 +1,379 @@
+"""Recurrent layers: ``RNN``, ``LSTM``, ``GRU`` and their one-step cells.
+
+Arguments, parameter names and shapes, gate orders, initialisation, initial
+states and return values are PyTorch's, so a PyTorch state dict loads
+unchanged and gives the same results.
+
+Each (layer, direction) of a stack is one fused op from
+``tinylm.ops.fused.recurrent`` that runs the whole sequence and has its own
+backpropagation through time; this module only stacks them: the backward
+direction's outputs are concatenated to the forward's (``tinylm.cat``), and
+dropout is applied between layers (not after the last) in training mode.
+"""
+
+import math
+
+from tinylm import backend, ops
+from tinylm.nn import functional as F
+from tinylm.nn import init
+from tinylm.nn.layers.linear import new_parameter
+from tinylm.nn.module import Module
+from tinylm.ops.fused.recurrent import GATES, MODES, recurrent_layer
+from tinylm.tensor import Tensor
+
+
+def _shape(tensor):
+    return tuple(tensor.shape)
+
+
+def _check_dtype(layer, what, tensor, dtype):
+    if tensor.dtype != dtype:
+        raise TypeError(
+            f"{layer}: {what} is {tensor.dtype} but the parameters are {dtype}; "
+            "convert one to match the other (.float() / .double())"
+        )
+
+
+def _zeros_like_state(like, shape):
+    """A (non-learnable) zero initial state on ``like``'s device, in its dtype."""
+    xp = backend.array_module(like.data)
+    return Tensor(xp.zeros(shape, dtype=like.dtype))
+
+
+def _check_state(layer, name, state, expected, dtype):
+    if not isinstance(state, Tensor):
+        raise TypeError(f"{layer}: {name} must be a tensor, got {type(state).__name__}")
+    if _shape(state) != expected:
+        raise ValueError(f"{layer}: expected {name} of shape {expected}, got {_shape(state)}")
+    _check_dtype(layer, name, state, dtype)
+
+
+def _state_tuple(layer, hx, n_states):
+    """``hx`` as a list of ``n_states`` tensors: [h0] or [h0, c0]."""
+    if n_states == 1:
+        return [hx]
+    if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+        raise TypeError(f"{layer}: hx must be a tuple (h0, c0), got {type(hx).__name__}")
+    return list(hx)
+
+
+def _init_uniform(module, hidden_size):
+    """PyTorch's recurrent initialisation: every weight and bias from U(-1/sqrt(H), 1/sqrt(H))."""
+    bound = 1.0 / math.sqrt(hidden_size) if hidden_size > 0 else 0.0
+    for parameter in module.parameters():
+        init.uniform_(parameter, -bound, bound)
+
+
+def _check_sizes(layer, input_size, hidden_size):
+    for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"{layer}: {name} must be a non-negative integer, got {value!r}")
+    if hidden_size == 0:
+        raise ValueError(f"{layer}: hidden_size must be greater than zero")
+
+
+def _mode_for(layer, nonlinearity):
+    if nonlinearity not in ("tanh", "relu"):
+        raise ValueError(f"{layer}: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+    return "RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU"
+
+
+# ----- whole sequences ---------------------------------------------------------------
+
+
+class RNNBase(Module):
+    """The stack shared by ``RNN``, ``LSTM`` and ``GRU``; ``mode`` is PyTorch's
+    ("RNN_TANH", "RNN_RELU", "LSTM" or "GRU").
+
+    Parameters, per layer k and direction (suffix ``_reverse`` for the backward one):
+    ``weight_ih_l{k}`` (G*hidden, in), ``weight_hh_l{k}`` (G*hidden, hidden) and,
+    with ``bias``, ``bias_ih_l{k}``, ``bias_hh_l{k}`` (G*hidden,); G = 1, 4, 3;
+    in = input_size for layer 0 and num_directions * hidden_size above it.
+    """
+
+    def __init__(
+        self,
+        mode,
+        input_size,
+        hidden_size,
+        num_layers=1,
+        bias=True,
+        batch_first=False,
+        dropout=0.0,
+        bidirectional=False,
+        dtype=None,
+        device=None,
+    ):
+        super().__init__()
+        layer = type(self).__name__
+        _check_sizes(layer, input_size, hidden_size)
+        if not isinstance(num_layers, int) or isinstance(num_layers, bool) or num_layers < 1:
+            raise ValueError(f"{layer}: num_layers must be a positive integer, got {num_layers!r}")
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout <= 1.0:
+            raise ValueError(f"{layer}: dropout must be a number between 0 and 1, got {dropout!r}")
+        self.mode = mode
+        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+        self.bias, self.batch_first, self.dropout = bool(bias), bool(batch_first), float(dropout)
+        self.bidirectional = bool(bidirectional)
+        directions = 2 if bidirectional else 1
+        gates = GATES[mode] * hidden_size
+        self._weight_names = []  # [layer][direction] -> the parameter names, in the op's order
+        for k in range(num_layers):
+            width = input_size if k == 0 else hidden_size * directions
+            per_direction = []
+            for direction in range(directions):
+                suffix = f"_l{k}" + ("_reverse" if direction else "")
+                shapes = [("weight_ih", (gates, width)), ("weight_hh", (gates, hidden_size))]
+                if bias:
+                    shapes += [("bias_ih", (gates,)), ("bias_hh", (gates,))]
+                names = []
+                for stem, shape in shapes:
+                    setattr(self, stem + suffix, new_parameter(*shape, dtype=dtype, device=device))
+                    names.append(stem + suffix)
+                per_direction.append(names)
+            self._weight_names.append(per_direction)
+        self.reset_parameters()
+
+    @property
+    def num_directions(self):
+        return 2 if self.bidirectional else 1
+
+    def reset_parameters(self):
+        _init_uniform(self, self.hidden_size)
+
+    @property
+    def all_weights(self):
+        """The parameters per (layer, direction): [[w_ih, w_hh, b_ih, b_hh], ...], as PyTorch's."""
+        return [[getattr(self, name) for name in names] for per_layer in self._weight_names for names in per_layer]
+
+    def flatten_parameters(self):
+        """Does nothing: kept so code written for PyTorch's cuDNN layers runs unchanged."""
+
+    def _weights(self, layer, direction):
+        return [getattr(self, name) for name in self._weight_names[layer][direction]]
+
+    def _check_input(self, given):
+        """The input as (T, B, I), and whether it came batched; raises naming both shapes."""
+        layer = type(self).__name__
+        layout = "(batch, seq_len, {})" if self.batch_first else "(seq_len, batch, {})"
+        expected = f"{layout.format(self.input_size)} (or (seq_len, {self.input_size}) unbatched)"
+        if not isinstance(given, Tensor):
+            raise TypeError(f"{layer}: input must be a tensor, got {type(given).__name__}")
+        if given.ndim not in (2, 3) or given.shape[-1] != self.input_size:
+            raise ValueError(f"{layer}: expected input of shape {expected}, got {_shape(given)}")
+        _check_dtype(layer, "input", given, self.weight_ih_l0.dtype)
+        batched, x = given.ndim == 3, given
+        if not batched:
+            x = x.unsqueeze(1)  # unbatched input is (seq_len, input_size) whatever batch_first says
+        elif self.batch_first:
+            x = x.transpose(0, 1)
+        if x.shape[0] == 0:
+            raise ValueError(f"{layer}: expected a sequence of at least one step, got input of shape {_shape(given)}")
+        return x, batched
+
+    def _initial_states(self, hx, x, batched):
+        """One list per (layer, direction) of the states that start it: [h0] or [h0, c0]."""
+        layer = type(self).__name__
+        n_states = MODES[self.mode][1]
+        count = self.num_layers * self.num_directions
+        batch = x.shape[1]
+        if hx is None:
+            zeros = _zeros_like_state(x, (batch, self.hidden_size))
+            return [[zeros] * n_states for _ in range(count)]
+        states = _state_tuple(layer, hx, n_states)
+        expected = (count, batch, self.hidden_size) if batched else (count, self.hidden_size)
+        names = ["h0", "c0"] if n_states == 2 else ["h0"]
+        for name, state in zip(names, states):
+            _check_state(layer, name, state, expected, x.dtype)
+        if not batched:
+            states = [state.unsqueeze(1) for state in states]
+        return [[state[k] for state in states] for k in range(count)]
+
+    def forward(self, input, hx=None):  # noqa: A002 (PyTorch's argument name)
+        """input (seq_len, batch, input_size), or (batch, seq_len, input_size) with
+        ``batch_first``, or (seq_len, input_size) unbatched; ``hx`` h0 (or (h0, c0) for
+        the LSTM), each (num_layers * num_directions, batch, hidden_size), zeros if left out.
+
+        Returns (output, h_n), or (output, (h_n, c_n)) for the LSTM; output holds the
+        last layer's hidden states, both directions concatenated on the last axis.
+        """
+        x, batched = self._check_input(input)
+        initial = self._initial_states(hx, x, batched)
+        finals = []  # per (layer, direction): [h_n] or [h_n, c_n]
+        for k in range(self.num_layers):
+            outputs = []
+            for direction in range(self.num_directions):
+                out, *last = recurrent_layer(
+                    self.mode,
+                    x,
+                    initial[k * self.num_directions + direction],
+                    self._weights(k, direction),
+                    reverse=direction == 1,
+                )
+                outputs.append(out)
+                finals.append(last)
+            x = outputs[0] if len(outputs) == 1 else ops.cat(outputs, dim=2)
+            if k < self.num_layers - 1:
+                x = F.dropout(x, self.dropout, self.training)
+        states = [ops.stack([last[i] for last in finals], dim=0) for i in range(len(finals[0]))]
+        if not batched:
+            x = x.squeeze(1)
+            states = [state.squeeze(1) for state in states]
+        elif self.batch_first:
+            x = x.transpose(0, 1)
+        return x, (states[0] if len(states) == 1 else tuple(states))
+
+    def extra_repr(self):
+        text = f"{self.input_size}, {self.hidden_size}"
+        if self.num_layers != 1:
+            text += f", num_layers={self.num_layers}"
+        if not self.bias:
+            text += ", bias=False"
+        if self.batch_first:
+            text += ", batch_first=True"
+        if self.dropout:
+            text += f", dropout={self.dropout}"
+        if self.bidirectional:
+            text += ", bidirectional=True"
+        return text
+
+
+class RNN(RNNBase):
+    """Elman RNN: h_t = tanh(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh) (or relu),
+    with PyTorch's arguments; see ``RNNBase.forward`` for inputs and outputs."""
+
+    def __init__(
+        self,
+        input_size,
+        hidden_size,
+        num_layers=1,
+        nonlinearity="tanh",
+        bias=True,
+        batch_first=False,
+        dropout=0.0,
+        bidirectional=False,
+        dtype=None,
+        device=None,
+    ):
+        super().__init__(
+            _mode_for("RNN", nonlinearity), input_size, hidden_size, num_layers, bias,
+            batch_first, dropout, bidirectional, dtype, device,
+        )  # fmt: skip
+        self.nonlinearity = nonlinearity
+
+    def extra_repr(self):
+        text = super().extra_repr()
+        return text if self.nonlinearity == "tanh" else text + ", nonlinearity='relu'"
+
+
+class LSTM(RNNBase):
+    """Long short-term memory (gates i, f, g, o, as PyTorch):
+
+        i, f, o = sigmoid(...), g = tanh(...)    c_t = f * c_{t-1} + i * g    h_t = o * tanh(c_t)
+
+    ``forward(input, (h0, c0))`` returns ``(output, (h_n, c_n))``.
+    """
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, dtype=None, device=None):  # fmt: skip
+        super().__init__(
+            "LSTM", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype, device
+        )
+
+
+class GRU(RNNBase):
+    """Gated recurrent unit (gates r, z, n, as PyTorch):
+
+        r, z = sigmoid(...)    n = tanh(x W_in^T + b_in + r * (h W_hn^T + b_hn))    h_t = (1 - z) * n + z * h_{t-1}
+    """
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, dtype=None, device=None):  # fmt: skip
+        super().__init__(
+            "GRU", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype, device
+        )
+
+
+# ----- one step ------------------------------------------------------------------------
+
+
+class RNNCellBase(Module):
+    """One time step of a recurrent layer: the same fused op with a sequence of length 1.
+
+    Parameters ``weight_ih`` (G*hidden, input_size), ``weight_hh`` (G*hidden, hidden_size)
+    and, with ``bias``, ``bias_ih``, ``bias_hh`` (G*hidden,).
+    """
+
+    def __init__(self, mode, input_size, hidden_size, bias=True, dtype=None, device=None):
+        super().__init__()
+        _check_sizes(type(self).__name__, input_size, hidden_size)
+        self.mode, self.input_size, self.hidden_size, self.bias = mode, input_size, hidden_size, bool(bias)
+        gates = GATES[mode] * hidden_size
+        self.weight_ih = new_parameter(gates, input_size, dtype=dtype, device=device)
+        self.weight_hh = new_parameter(gates, hidden_size, dtype=dtype, device=device)
+        if bias:
+            self.bias_ih = new_parameter(gates, dtype=dtype, device=device)
+            self.bias_hh = new_parameter(gates, dtype=dtype, device=device)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        _init_uniform(self, self.hidden_size)
+
+    def forward(self, input, hx=None):  # noqa: A002
+        """input (batch, input_size) or (input_size,); hx (batch, hidden_size) or (hidden_size,)
+        (a tuple (h, c) for ``LSTMCell``), zeros if left out. Returns h' (or (h', c'))."""
+        layer = type(self).__name__
+        if not isinstance(input, Tensor):
+            raise TypeError(f"{layer}: input must be a tensor, got {type(input).__name__}")
+        if input.ndim not in (1, 2) or input.shape[-1] != self.input_size:
+            raise ValueError(
+                f"{layer}: expected input of shape (batch, {self.input_size}) or ({self.input_size},), "
+                f"got {_shape(input)}"
+            )
+        _check_dtype(layer, "input", input, self.weight_ih.dtype)
+        batched = input.ndim == 2
+        x = input if batched else input.unsqueeze(0)
+        n_states = MODES[self.mode][1]
+        if hx is None:
+            states = [_zeros_like_state(x, (x.shape[0], self.hidden_size))] * n_states
+        else:
+            states = _state_tuple(layer, hx, n_states)
+            expected = (x.shape[0], self.hidden_size) if batched else (self.hidden_size,)
+            for name, state in zip(["h", "c"] if n_states == 2 else ["hx"], states):
+                _check_state(layer, name, state, expected, x.dtype)
+            if not batched:
+                states = [state.unsqueeze(0) for state in states]
+        weights = [self.weight_ih, self.weight_hh] + ([self.bias_ih, self.bias_hh] if self.bias else [])
+        _, *last = recurrent_layer(self.mode, x.unsqueeze(0), states, weights)
+        if not batched:
+            last = [state.squeeze(0) for state in last]
+        return last[0] if len(last) == 1 else tuple(last)
+
+    def extra_repr(self):
+        return f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else ", bias=False")
+
+
+class RNNCell(RNNCellBase):
+    """h' = tanh(x W_ih^T + b_ih + h W_hh^T + b_hh) (or relu)."""
+
+    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", dtype=None, device=None):
+        super().__init__(_mode_for("RNNCell", nonlinearity), input_size, hidden_size, bias, dtype, device)
+        self.nonlinearity = nonlinearity
+
+    def extra_repr(self):
+        text = super().extra_repr()
+        return text if self.nonlinearity == "tanh" else text + ", nonlinearity='relu'"
+
+
+class LSTMCell(RNNCellBase):
+    """One LSTM step: ``cell(x, (h, c)) -> (h', c')``."""
+
+    def __init__(self, input_size, hidden_size, bias=True, dtype=None, device=None):
+        super().__init__("LSTM", input_size, hidden_size, bias, dtype, device)
+
+
+class GRUCell(RNNCellBase):
+    """One GRU step: ``cell(x, h) -> h'``."""
+
+    def __init__(self, input_size, hidden_size, bias=True, dtype=None, device=None):
+        super().__init__("GRU", input_size, hidden_size, bias, dtype, device)

@@ -1,0 +1,281 @@
+"""The Transformer of "Attention Is All You Need", with PyTorch's modules, names and semantics.
+
+``TransformerEncoderLayer``: self-attention then a feed-forward block, each
+wrapped in a residual connection and a layer norm, after the sum (post-norm,
+the paper's) or, with ``norm_first=True``, before the block (pre-norm, GPT's)::
+
+    post-norm:  x = norm1(x + sa(x));        x = norm2(x + ff(x))
+    pre-norm:   x = x + sa(norm1(x));        x = x + ff(norm2(x))
+
+with ``ff(x) = dropout2(linear2(dropout(activation(linear1(x)))))`` and
+``sa(x) = dropout1(self_attn(x, x, x))``. ``TransformerDecoderLayer`` adds a
+cross-attention block (``multihead_attn``, queries from the target, keys and
+values from the encoder's output ``memory``) between the two. The stacks
+``TransformerEncoder`` / ``TransformerDecoder`` hold deep copies of one layer
+(``layers.0.self_attn.in_proj_weight``, ...) and an optional final norm;
+``Transformer`` is an encoder and a decoder, each with a final LayerNorm.
+
+Masks are those of :class:`MultiheadAttention` (boolean True = may *not*
+attend, float = added). The ``*_is_causal`` flags apply the causal mask (a
+query sees the keys up to its own position), with or without an explicit mask;
+PyTorch treats them as hints that the given mask is causal, which gives the same
+result when the hint is true.
+"""
+
+import copy
+
+from tinylm import backend
+from tinylm.nn import functional as F
+from tinylm.nn import init
+from tinylm.nn.containers import ModuleList
+from tinylm.nn.layers.activation import Dropout
+from tinylm.nn.layers.attention import MultiheadAttention
+from tinylm.nn.layers.linear import Linear
+from tinylm.nn.layers.normalization import LayerNorm
+from tinylm.nn.module import Module
+from tinylm.tensor import Tensor
+
+_ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
+
+
+def _activation(name, activation):
+    if isinstance(activation, str):
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"{name}: activation must be 'relu', 'gelu' or a callable, got {activation!r}")
+        return _ACTIVATIONS[activation]
+    if not callable(activation):
+        raise TypeError(f"{name}: activation must be 'relu', 'gelu' or a callable, got {type(activation).__name__}")
+    return activation
+
+
+def _check_input(name, label, x, d_model, batch_first):
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name}: {label} must be a Tensor, got {type(x).__name__}")
+    if x.ndim not in (2, 3) or x.shape[-1] != d_model:
+        layout = "(N, T, d_model)" if batch_first else "(T, N, d_model)"
+        raise ValueError(
+            f"{name}: expected {label} of shape {layout} or (T, d_model) with d_model={d_model}, got {tuple(x.shape)}"
+        )
+
+
+class TransformerEncoderLayer(Module):
+    """Self-attention and feed-forward, as ``torch.nn.TransformerEncoderLayer``.
+
+    ``src`` is (T, N, d_model), (N, T, d_model) with ``batch_first``, or
+    (T, d_model); the output has its shape. ``activation``: "relu", "gelu" or
+    a function of a tensor.
+    """
+
+    def __init__(self, d_model, nhead, dim_feedforward=2048, dropout=0.1, activation="relu", layer_norm_eps=1e-5,
+                 batch_first=False, norm_first=False, bias=True, dtype=None, device=None):
+        super().__init__()
+        kw = dict(dtype=dtype, device=device)
+        self.self_attn = MultiheadAttention(d_model, nhead, dropout=dropout, bias=bias, batch_first=batch_first, **kw)
+        self.linear1 = Linear(d_model, dim_feedforward, bias=bias, **kw)
+        self.dropout = Dropout(dropout)
+        self.linear2 = Linear(dim_feedforward, d_model, bias=bias, **kw)
+        self.norm_first = norm_first
+        self.norm1 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **kw)
+        self.norm2 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **kw)
+        self.dropout1 = Dropout(dropout)
+        self.dropout2 = Dropout(dropout)
+        self.activation = _activation("TransformerEncoderLayer", activation)
+        self.d_model, self.batch_first = d_model, batch_first
+
+    def forward(self, src, src_mask=None, src_key_padding_mask=None, is_causal=False):
+        _check_input("TransformerEncoderLayer", "src", src, self.d_model, self.batch_first)
+        x = src
+        if self.norm_first:
+            x = x + self._sa_block(self.norm1(x), src_mask, src_key_padding_mask, is_causal)
+            x = x + self._ff_block(self.norm2(x))
+        else:
+            x = self.norm1(x + self._sa_block(x, src_mask, src_key_padding_mask, is_causal))
+            x = self.norm2(x + self._ff_block(x))
+        return x
+
+    def _sa_block(self, x, attn_mask, key_padding_mask, is_causal):
+        x = self.self_attn(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask, need_weights=False,
+                           is_causal=bool(is_causal))[0]
+        return self.dropout1(x)
+
+    def _ff_block(self, x):
+        return self.dropout2(self.linear2(self.dropout(self.activation(self.linear1(x)))))
+
+
+class TransformerDecoderLayer(Module):
+    """Self-attention, cross-attention over ``memory`` and feed-forward, as ``torch.nn.TransformerDecoderLayer``.
+
+    ``tgt`` (T, N, d_model) and ``memory`` (S, N, d_model), batch first with
+    ``batch_first``, or unbatched (T, d_model) and (S, d_model).
+    """
+
+    def __init__(self, d_model, nhead, dim_feedforward=2048, dropout=0.1, activation="relu", layer_norm_eps=1e-5,
+                 batch_first=False, norm_first=False, bias=True, dtype=None, device=None):
+        super().__init__()
+        kw = dict(dtype=dtype, device=device)
+        self.self_attn = MultiheadAttention(d_model, nhead, dropout=dropout, bias=bias, batch_first=batch_first, **kw)
+        self.multihead_attn = MultiheadAttention(d_model, nhead, dropout=dropout, bias=bias, batch_first=batch_first,
+                                                 **kw)
+        self.linear1 = Linear(d_model, dim_feedforward, bias=bias, **kw)
+        self.dropout = Dropout(dropout)
+        self.linear2 = Linear(dim_feedforward, d_model, bias=bias, **kw)
+        self.norm_first = norm_first
+        self.norm1 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **kw)
+        self.norm2 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **kw)
+        self.norm3 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **kw)
+        self.dropout1 = Dropout(dropout)
+        self.dropout2 = Dropout(dropout)
+        self.dropout3 = Dropout(dropout)
+        self.activation = _activation("TransformerDecoderLayer", activation)
+        self.d_model, self.batch_first = d_model, batch_first
+
+    def forward(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
+                memory_key_padding_mask=None, tgt_is_causal=False, memory_is_causal=False):
+        _check_input("TransformerDecoderLayer", "tgt", tgt, self.d_model, self.batch_first)
+        _check_input("TransformerDecoderLayer", "memory", memory, self.d_model, self.batch_first)
+        if memory.ndim != tgt.ndim:
+            raise ValueError(
+                f"TransformerDecoderLayer: tgt and memory must both be batched or both unbatched, got shapes "
+                f"{tuple(tgt.shape)} and {tuple(memory.shape)}"
+            )
+        x = tgt
+        if self.norm_first:
+            x = x + self._sa_block(self.norm1(x), tgt_mask, tgt_key_padding_mask, tgt_is_causal)
+            x = x + self._mha_block(self.norm2(x), memory, memory_mask, memory_key_padding_mask, memory_is_causal)
+            x = x + self._ff_block(self.norm3(x))
+        else:
+            x = self.norm1(x + self._sa_block(x, tgt_mask, tgt_key_padding_mask, tgt_is_causal))
+            x = self.norm2(x + self._mha_block(x, memory, memory_mask, memory_key_padding_mask, memory_is_causal))
+            x = self.norm3(x + self._ff_block(x))
+        return x
+
+    def _sa_block(self, x, attn_mask, key_padding_mask, is_causal):
+        x = self.self_attn(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask, need_weights=False,
+                           is_causal=bool(is_causal))[0]
+        return self.dropout1(x)
+
+    def _mha_block(self, x, memory, attn_mask, key_padding_mask, is_causal):
+        x = self.multihead_attn(x, memory, memory, attn_mask=attn_mask, key_padding_mask=key_padding_mask,
+                                need_weights=False, is_causal=bool(is_causal))[0]
+        return self.dropout2(x)
+
+    def _ff_block(self, x):
+        return self.dropout3(self.linear2(self.dropout(self.activation(self.linear1(x)))))
+
+
+def _clones(name, layer, num_layers):
+    if not isinstance(layer, Module):
+        raise TypeError(f"{name}: expected a layer Module to copy, got {type(layer).__name__}")
+    if num_layers < 0:
+        raise ValueError(f"{name}: num_layers must be at least 0, got {num_layers}")
+    return ModuleList(copy.deepcopy(layer) for _ in range(num_layers))
+
+
+class TransformerEncoder(Module):
+    """``num_layers`` deep copies of ``encoder_layer`` applied in turn, then ``norm`` if given."""
+
+    def __init__(self, encoder_layer, num_layers, norm=None):
+        super().__init__()
+        self.layers = _clones("TransformerEncoder", encoder_layer, num_layers)
+        self.num_layers = num_layers
+        self.norm = norm
+
+    def forward(self, src, mask=None, src_key_padding_mask=None, is_causal=None):
+        output = src
+        for layer in self.layers:
+            output = layer(output, src_mask=mask, src_key_padding_mask=src_key_padding_mask, is_causal=bool(is_causal))
+        if self.norm is not None:
+            output = self.norm(output)
+        return output
+
+
+class TransformerDecoder(Module):
+    """``num_layers`` deep copies of ``decoder_layer`` applied in turn (each attending to ``memory``),
+    then ``norm`` if given."""
+
+    def __init__(self, decoder_layer, num_layers, norm=None):
+        super().__init__()
+        self.layers = _clones("TransformerDecoder", decoder_layer, num_layers)
+        self.num_layers = num_layers
+        self.norm = norm
+
+    def forward(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
+                memory_key_padding_mask=None, tgt_is_causal=None, memory_is_causal=False):
+        output = tgt
+        for layer in self.layers:
+            output = layer(output, memory, tgt_mask=tgt_mask, memory_mask=memory_mask,
+                           tgt_key_padding_mask=tgt_key_padding_mask,
+                           memory_key_padding_mask=memory_key_padding_mask,
+                           tgt_is_causal=bool(tgt_is_causal), memory_is_causal=bool(memory_is_causal))
+        if self.norm is not None:
+            output = self.norm(output)
+        return output
+
+
+class Transformer(Module):
+    """An encoder-decoder Transformer, as ``torch.nn.Transformer``.
+
+    ``forward(src, tgt)``: src (S, N, d_model) and tgt (T, N, d_model) (batch
+    first with ``batch_first``, or unbatched (S, d_model) and (T, d_model)) ->
+    (T, N, d_model). Every parameter of two or more dimensions is initialised
+    Xavier-uniform, as PyTorch does. For a decoder that must not look ahead, pass
+    ``tgt_mask=Transformer.generate_square_subsequent_mask(T)`` (or
+    ``tgt_is_causal=True``).
+    """
+
+    def __init__(self, d_model=512, nhead=8, num_encoder_layers=6, num_decoder_layers=6, dim_feedforward=2048,
+                 dropout=0.1, activation="relu", custom_encoder=None, custom_decoder=None, layer_norm_eps=1e-5,
+                 batch_first=False, norm_first=False, bias=True, dtype=None, device=None):
+        super().__init__()
+        kw = dict(dtype=dtype, device=device)
+        layer_args = (d_model, nhead, dim_feedforward, dropout, activation, layer_norm_eps, batch_first, norm_first,
+                      bias)
+        if custom_encoder is not None:
+            self.encoder = custom_encoder
+        else:
+            layer = TransformerEncoderLayer(*layer_args, **kw)
+            self.encoder = TransformerEncoder(layer, num_encoder_layers,
+                                              LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **kw))
+        if custom_decoder is not None:
+            self.decoder = custom_decoder
+        else:
+            layer = TransformerDecoderLayer(*layer_args, **kw)
+            self.decoder = TransformerDecoder(layer, num_decoder_layers,
+                                              LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **kw))
+        self._reset_parameters()
+        self.d_model, self.nhead, self.batch_first = d_model, nhead, batch_first
+
+    def _reset_parameters(self):
+        for parameter in self.parameters():
+            if parameter.ndim > 1:
+                init.xavier_uniform_(parameter)
+
+    def forward(self, src, tgt, src_mask=None, tgt_mask=None, memory_mask=None, src_key_padding_mask=None,
+                tgt_key_padding_mask=None, memory_key_padding_mask=None, src_is_causal=None, tgt_is_causal=None,
+                memory_is_causal=False):
+        _check_input("Transformer", "src", src, self.d_model, self.batch_first)
+        _check_input("Transformer", "tgt", tgt, self.d_model, self.batch_first)
+        if src.ndim != tgt.ndim:
+            raise ValueError(
+                f"Transformer: src and tgt must both be batched or both unbatched, got shapes {tuple(src.shape)} "
+                f"and {tuple(tgt.shape)}"
+            )
+        batch_axis = 0 if self.batch_first else 1
+        if src.ndim == 3 and src.shape[batch_axis] != tgt.shape[batch_axis]:
+            raise ValueError(
+                f"Transformer: src and tgt must have the same batch size (dimension {batch_axis}), got shapes "
+                f"{tuple(src.shape)} and {tuple(tgt.shape)}"
+            )
+        memory = self.encoder(src, mask=src_mask, src_key_padding_mask=src_key_padding_mask, is_causal=src_is_causal)
+        return self.decoder(tgt, memory, tgt_mask=tgt_mask, memory_mask=memory_mask,
+                            tgt_key_padding_mask=tgt_key_padding_mask,
+                            memory_key_padding_mask=memory_key_padding_mask,
+                            tgt_is_causal=tgt_is_causal, memory_is_causal=memory_is_causal)
+
+    @staticmethod
+    def generate_square_subsequent_mask(sz, device=None, dtype=None):
+        """A (sz, sz) float mask: -inf above the diagonal (the future), 0 on and below it."""
+        dtype = backend.DEFAULT_FLOAT if dtype is None else dtype
+        xp = backend.xp_for(backend.normalize_device(device))
+        future = xp.arange(sz)[None, :] > xp.arange(sz)[:, None]
+        return Tensor(xp.where(future, -xp.inf, 0.0).astype(dtype))

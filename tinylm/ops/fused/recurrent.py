@@ -1,0 +1,273 @@
+"""Recurrent sequences: one layer in one direction over all time steps, as ONE op.
+
+``RNNFunction``, ``LSTMFunction`` and ``GRUFunction`` each run a whole
+sequence x (T, B, I) from initial state(s) (B, H) and return every step's
+hidden state (T, B, H) and the final state(s) (B, H). The weights are
+PyTorch's: ``w_ih`` (G*H, I) and ``w_hh`` (G*H, H) with G = 1, 4 (gates
+i, f, g, o) or 3 (gates r, z, n), and optional biases ``b_ih``, ``b_hh`` (G*H,).
+Multi-layer and bidirectional stacks are built from these by
+``tinylm.nn.layers.rnn``; a cell (``LSTMCell``...) is the same op with T = 1.
+
+Forward, for every op:
+
+    1. the input projection of all steps in one matmul:
+           X (T*B, I) @ W_ih^T + b_ih        -> (T, B, G*H)
+    2. a loop over the steps (t = 0..T-1, or T-1..0 with ``reverse``):
+           h_prev @ W_hh^T (+ b_hh), then the pointwise cell
+       (for LSTM and GRU the cell is a kernel from ``tinylm.kernels``).
+
+Backward is backpropagation through time from the values the forward saved,
+without re-running the forward:
+
+    1. a loop over the steps in the opposite order: the pointwise backward of
+       the cell gives the step's gate gradients dG_t (B, G*H), which are stored
+       in one (T, B, G*H) array, and the gradient on the previous state,
+       dh_prev = dG_t @ W_hh (+ dc_prev for the LSTM's cell state);
+    2. after the loop, each gradient of the op's other inputs is ONE matmul
+       or sum over all T*B rows:
+           dX = dG @ W_ih     dW_ih = dG^T @ X     dW_hh = dG_hh^T @ H_prev
+           db_ih = sum(dG)    db_hh = sum(dG_hh)
+       where H_prev (T, B, H) holds the state each step started from
+       (h0, then the outputs shifted by one step).
+
+The inputs are ``(x, h0, w_ih, w_hh[, b_ih, b_hh])``, with ``c0`` after ``h0``
+for the LSTM; ``reverse=True`` runs the sequence from its last step to its
+first, and ``output[t]`` is then the state after reading x[T-1], ..., x[t]
+(PyTorch's backward direction).
+"""
+
+from tinylm.backend import array_module
+from tinylm.kernels.registry import kernel_for
+from tinylm.tensor import Function
+
+
+def steps(length, reverse):
+    """The time indices in the order the forward visits them."""
+    return range(length - 1, -1, -1) if reverse else range(length)
+
+
+def _project_inputs(x_rows, seq_shape, w_ih, biases):
+    """X (T*B, I) @ W_ih^T plus the given biases, as a (T, B, G*H) array."""
+    gates = x_rows @ w_ih.T
+    for bias in biases:
+        gates += bias  # gates is a fresh array: add in place
+    return gates.reshape(seq_shape + (w_ih.shape[0],))
+
+
+class _SequenceFunction(Function):
+    """What the three ops share: saving the inputs, and every gradient after the loop."""
+
+    n_states = 1  # initial states among the inputs: h0 (and c0 for the LSTM)
+
+    def _save(self, x, h0, w_ih, w_hh, reverse):
+        length, batch, features = x.shape
+        self.x_rows = x.reshape(length * batch, features)  # a copy only if x is not contiguous
+        self.x_shape, self.h0, self.w_ih, self.w_hh, self.reverse = x.shape, h0, w_ih, w_hh, reverse
+
+    def _previous_states(self):
+        """H_prev (T, B, H): the hidden state each step started from."""
+        xp = array_module(self.out)
+        first = self.h0[None]
+        if self.reverse:
+            return xp.concatenate([self.out[1:], first])
+        return xp.concatenate([first, self.out[:-1]])
+
+    def _gradients(self, d_in, d_hidden, d_states):
+        """All input gradients from the gate gradients of the whole sequence.
+
+        ``d_in`` (T, B, G*H) is the gradient on the input projection
+        X @ W_ih^T + b_ih, ``d_hidden`` the one on h_prev @ W_hh^T + b_hh (the
+        same array for RNN and LSTM, where both enter the same sum) and
+        ``d_states`` the gradients on the initial states.
+        """
+        needs = self.needs_input_grad
+        rows, width = self.x_rows.shape[0], d_in.shape[2]
+        d_in_rows = d_in.reshape(rows, width)
+        grads = [(d_in_rows @ self.w_ih).reshape(self.x_shape) if needs[0] else None]
+        grads += [d if need else None for d, need in zip(d_states, needs[1:])]
+        k = 1 + self.n_states  # position of w_ih among the inputs
+        grads.append(d_in_rows.T @ self.x_rows if needs[k] else None)
+        if needs[k + 1]:
+            hidden = self.w_hh.shape[1]
+            h_prev = self._previous_states().reshape(rows, hidden)
+            grads.append(d_hidden.reshape(rows, width).T @ h_prev)
+        else:
+            grads.append(None)
+        if len(needs) > k + 2:  # with biases
+            grads.append(d_in.sum(axis=(0, 1)) if needs[k + 2] else None)
+            grads.append(d_hidden.sum(axis=(0, 1)) if needs[k + 3] else None)
+        return tuple(grads)
+
+    def _total_grad(self, carried, g_out, t):
+        """The gradient on h_t: what came back from the step after t, plus what output[t] got."""
+        return carried if g_out is None else carried + g_out[t]
+
+
+class RNNFunction(_SequenceFunction):
+    """Elman RNN: h_t = act(x_t @ W_ih^T + b_ih + h_{t-1} @ W_hh^T + b_hh), act = tanh or relu.
+
+    Backward per step: dpre_t = dh_t * (1 - h_t^2) for tanh, dh_t * [h_t > 0]
+    for relu; dh_{t-1} = dpre_t @ W_hh. Only the outputs are saved.
+    """
+
+    def forward(self, x, h0, w_ih, w_hh, *biases, nonlinearity="tanh", reverse=False):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"RNNFunction: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        xp = array_module(x)
+        self._save(x, h0, w_ih, w_hh, reverse)
+        length, batch, _ = x.shape
+        pre_x = _project_inputs(self.x_rows, (length, batch), w_ih, biases)  # both biases folded in
+        out = xp.empty((length, batch, w_hh.shape[1]), dtype=x.dtype)
+        w_hh_t = w_hh.T
+        h = h0
+        for t in steps(length, reverse):
+            pre = h @ w_hh_t
+            pre += pre_x[t]
+            if nonlinearity == "tanh":
+                xp.tanh(pre, out=pre)
+            else:
+                xp.maximum(pre, 0, out=pre)
+            out[t] = h = pre
+        self.out, self.nonlinearity = out, nonlinearity
+        return out, h  # h: the last step's own array, not a view of out
+
+    def backward(self, g_out, g_h):
+        out, w_hh = self.out, self.w_hh
+        xp = array_module(out)
+        d_pre = xp.empty_like(out)
+        dh = xp.zeros(out.shape[1:], dtype=out.dtype) if g_h is None else g_h
+        for t in steps(out.shape[0], not self.reverse):
+            dh = self._total_grad(dh, g_out, t)
+            h = out[t]
+            if self.nonlinearity == "tanh":
+                xp.multiply(dh, 1 - h * h, out=d_pre[t])
+            else:
+                xp.multiply(dh, h > 0, out=d_pre[t])
+            dh = d_pre[t] @ w_hh
+        return self._gradients(d_pre, d_pre, [dh])
+
+
+class LSTMFunction(_SequenceFunction):
+    """LSTM with PyTorch's gate order i, f, g, o; inputs (x, h0, c0, w_ih, w_hh[, b_ih, b_hh]),
+    outputs (output, h_n, c_n).
+
+    The cell is ``lstm_cell_forward`` / ``lstm_cell_backward`` from the
+    kernels; the forward saves every step's activated gates (T, B, 4H) and
+    cell state (T, B, H).
+    """
+
+    n_states = 2
+
+    def forward(self, x, h0, c0, w_ih, w_hh, *biases, reverse=False):
+        xp = array_module(x)
+        self._save(x, h0, w_ih, w_hh, reverse)
+        length, batch, _ = x.shape
+        pre_x = _project_inputs(self.x_rows, (length, batch), w_ih, biases)
+        cell = kernel_for("lstm_cell_forward", x)
+        out = xp.empty((length, batch, w_hh.shape[1]), dtype=x.dtype)
+        keep = any(self.needs_input_grad)  # under no_grad nothing is kept for a backward
+        cells, acts = [None] * length, [None] * length
+        w_hh_t = w_hh.T
+        h, c = h0, c0
+        for t in steps(length, reverse):
+            gates = h @ w_hh_t
+            gates += pre_x[t]
+            h, c, act = cell(gates, c)
+            out[t] = h
+            if keep:
+                cells[t], acts[t] = c, act
+        self.out, self.c0, self.cells, self.acts = out, c0, cells, acts
+        return out, h, (c.copy() if keep else c)  # c_n apart from the saved cells[-1]
+
+    def backward(self, g_out, g_h, g_c):
+        out, w_hh, cells, c0 = self.out, self.w_hh, self.cells, self.c0
+        xp = array_module(out)
+        length = out.shape[0]
+        cell_backward = kernel_for("lstm_cell_backward", out)
+        d_gates = xp.empty((length, out.shape[1], w_hh.shape[0]), dtype=out.dtype)
+        zeros = xp.zeros(out.shape[1:], dtype=out.dtype)
+        dh = zeros if g_h is None else g_h
+        dc = zeros if g_c is None else g_c
+        previous = -1 if self.reverse else 1  # backward visits t, then the step before it
+        for t in steps(length, not self.reverse):
+            dh = self._total_grad(dh, g_out, t)
+            first = t == (length - 1 if self.reverse else 0)
+            c_prev = c0 if first else cells[t - previous]
+            dg, dc = cell_backward(dh, dc, self.acts[t], c_prev, cells[t])
+            d_gates[t] = dg
+            dh = dg @ w_hh
+        return self._gradients(d_gates, d_gates, [dh, dc])
+
+
+class GRUFunction(_SequenceFunction):
+    """GRU with PyTorch's gate order r, z, n and n = tanh(gi_n + r * (h @ W_hn^T + b_hn)).
+
+    ``b_hh`` cannot be folded into the input projection (the reset gate scales
+    its n part), so the gate gradients come in two arrays: dGi on
+    x @ W_ih^T + b_ih and dGh on h @ W_hh^T + b_hh. The cell is
+    ``gru_cell_forward`` / ``gru_cell_backward`` from the kernels.
+    """
+
+    def forward(self, x, h0, w_ih, w_hh, *biases, reverse=False):
+        xp = array_module(x)
+        self._save(x, h0, w_ih, w_hh, reverse)
+        length, batch, _ = x.shape
+        b_hh = biases[1] if biases else None
+        gi = _project_inputs(self.x_rows, (length, batch), w_ih, biases[:1])
+        cell = kernel_for("gru_cell_forward", x)
+        out = xp.empty((length, batch, w_hh.shape[1]), dtype=x.dtype)
+        keep = any(self.needs_input_grad)
+        saved = [None] * length
+        w_hh_t = w_hh.T
+        h = h0
+        for t in steps(length, reverse):
+            gh = h @ w_hh_t
+            if b_hh is not None:
+                gh += b_hh
+            h, step_saved = cell(gi[t], gh, h)
+            out[t] = h
+            if keep:
+                saved[t] = step_saved
+        self.out, self.saved = out, saved
+        return out, h
+
+    def backward(self, g_out, g_h):
+        out, w_hh = self.out, self.w_hh
+        xp = array_module(out)
+        length = out.shape[0]
+        cell_backward = kernel_for("gru_cell_backward", out)
+        d_gi = xp.empty((length, out.shape[1], w_hh.shape[0]), dtype=out.dtype)
+        d_gh = xp.empty_like(d_gi)
+        dh = xp.zeros(out.shape[1:], dtype=out.dtype) if g_h is None else g_h
+        previous = -1 if self.reverse else 1
+        for t in steps(length, not self.reverse):
+            dh = self._total_grad(dh, g_out, t)
+            first = t == (length - 1 if self.reverse else 0)
+            h_prev = self.h0 if first else out[t - previous]
+            dgi, dgh, dh_direct = cell_backward(dh, self.saved[t], h_prev)
+            d_gi[t], d_gh[t] = dgi, dgh
+            dh = dgh @ w_hh
+            dh += dh_direct
+        return self._gradients(d_gi, d_gh, [dh])
+
+
+#: The op and its number of initial states, per PyTorch mode name.
+MODES = {
+    "RNN_TANH": (RNNFunction, 1, {"nonlinearity": "tanh"}),
+    "RNN_RELU": (RNNFunction, 1, {"nonlinearity": "relu"}),
+    "LSTM": (LSTMFunction, 2, {}),
+    "GRU": (GRUFunction, 1, {}),
+}
+
+#: Gate blocks per hidden unit (G), per mode.
+GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
+
+
+def recurrent_layer(mode, x, states, weights, reverse=False):
+    """Run one layer in one direction: x (T, B, I) tensor, ``states`` [h0] or [h0, c0]
+    (each (B, H)), ``weights`` [w_ih, w_hh] or [w_ih, w_hh, b_ih, b_hh].
+
+    Returns (output (T, B, H), h_n) or, for the LSTM, (output, h_n, c_n).
+    """
+    function, _, params = MODES[mode]
+    return function.apply(x, *states, *weights, reverse=reverse, **params)
