@@ -15,6 +15,7 @@ from tinylm.data.tokenizers.base import (
     TokenizerFileError,
     UnknownCharacterError,
     load_tokenizer,
+    tokenizer_from_payload,
 )
 from tinylm.data.tokenizers.bpe import GPT2_SPLIT_PATTERN, BPETokenizer
 from tinylm.data.tokenizers.char import CharTokenizer
@@ -32,4 +33,5 @@ __all__ = [
     "WordTokenizer",
     "join_words",
     "load_tokenizer",
+    "tokenizer_from_payload",
 ]

@@ -116,11 +116,15 @@ class Tokenizer(ABC):
         interrupted save never leaves a half-written tokenizer behind.
         """
         path = Path(path)
-        payload = {"type": self.type_name, "version": self.format_version, **self.to_dict()}
+        payload = self.to_payload()
         tmp = path.with_name(path.name + ".tmp")
         # ensure_ascii keeps any character (even a lone surrogate) writable.
         tmp.write_text(json.dumps(payload, ensure_ascii=True) + "\n", encoding="ascii")
         os.replace(tmp, path)
+
+    def to_payload(self) -> dict[str, Any]:
+        """Everything a tokenizer file holds (type, version and fields), as a JSON-ready dict."""
+        return {"type": self.type_name, "version": self.format_version, **self.to_dict()}
 
     @classmethod
     def load(cls: type[T], path: PathLike) -> T:
@@ -155,14 +159,21 @@ class Tokenizer(ABC):
 
 def load_tokenizer(path: PathLike) -> Tokenizer:
     """Load any tokenizer saved with ``save``, choosing the class by its ``"type"``."""
-    payload = _read_payload(path)
+    return tokenizer_from_payload(_read_payload(path), path)
+
+
+def tokenizer_from_payload(payload: dict[str, Any], source: PathLike) -> Tokenizer:
+    """Rebuild any tokenizer from ``to_payload()``'s dict (as kept in a checkpoint);
+    ``source`` names where it came from in error messages."""
+    if not isinstance(payload, dict) or "type" not in payload or "version" not in payload:
+        raise TokenizerFileError(f"{source} holds no tokenizer (expected a dict with 'type' and 'version')")
     cls = Tokenizer._registry.get(payload["type"])
     if cls is None:
         raise TokenizerFileError(
-            f"{path} holds an unknown tokenizer type {payload['type']!r}, "
+            f"{source} holds an unknown tokenizer type {payload['type']!r}, "
             f"expected one of {sorted(Tokenizer._registry)}"
         )
-    return cls._from_payload(payload, path)
+    return cls._from_payload(payload, source)
 
 
 def _read_payload(path: PathLike) -> dict[str, Any]:
