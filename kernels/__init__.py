@@ -18,10 +18,13 @@ gru_cell_forward/backward, adamw_update (see ``KERNELS``).
 Importing this package does not import Numba (it would cost a third of a
 second); a kernel's module is imported on the first ``get_kernel`` for it, and
 Numba compiles each function on its first call, or loads it from its cache.
-Threads: :func:`configure_threads`.
+Threads: :func:`configure_threads`; importing this package sets
+``OMP_WAIT_POLICY=PASSIVE`` if it is unset (see ``threads.py``).
 """
 
 from .registry import BACKENDS, CPU_DEFAULT, KERNELS, get_kernel, kernel_for
-from .threads import configure_threads
+from .threads import configure_threads, use_passive_openmp_waiting
+
+use_passive_openmp_waiting()  # before Numba's OpenMP threads start; see its docstring
 
 __all__ = ["BACKENDS", "CPU_DEFAULT", "KERNELS", "configure_threads", "get_kernel", "kernel_for"]

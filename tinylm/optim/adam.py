@@ -11,9 +11,8 @@ the moments then rescale); AdamW's decouples it: ``p = p * (1 - lr * weight_deca
 before the step.
 """
 
-import math
-
 from tinylm.backend import array_module
+from tinylm.kernels.registry import kernel_for
 from tinylm.optim.optimizer import Optimizer
 
 
@@ -32,22 +31,23 @@ class Adam(Optimizer):
         xp = array_module(param)
         if not state:
             state["step"] = 0
-            state["exp_avg"] = xp.zeros_like(param)
-            state["exp_avg_sq"] = xp.zeros_like(param)
+            state["exp_avg"] = xp.zeros(param.shape, dtype=param.dtype)  # C order, for the flat views below
+            state["exp_avg_sq"] = xp.zeros(param.shape, dtype=param.dtype)
         state["step"] += 1
-        step, (beta1, beta2), lr = state["step"], group["betas"], group["lr"]
-        decay = group["weight_decay"]
-        if decay and self.decoupled_weight_decay:
-            param *= 1 - lr * decay
-        elif decay:
-            grad = grad + decay * param
-        m, v = state["exp_avg"], state["exp_avg_sq"]
-        m *= beta1
-        m += (1 - beta1) * grad
-        v *= beta2
-        v += (1 - beta2) * grad * grad
-        denominator = xp.sqrt(v) / math.sqrt(1 - beta2**step) + group["eps"]
-        param -= (lr / (1 - beta1**step)) * m / denominator
+        (beta1, beta2), decay = group["betas"], group["weight_decay"]
+        if decay and not self.decoupled_weight_decay:
+            grad = grad + decay * param  # Adam's L2 penalty goes through the moments
+            decay = 0.0
+        # One fused pass over the parameter (tinylm.kernels.adamw) instead of ten
+        # NumPy operations with their temporaries. It writes into flat views; a
+        # parameter that is not C-contiguous (tinylm makes none) goes through a copy.
+        flat = param.reshape(-1) if param.flags.c_contiguous else xp.ascontiguousarray(param).reshape(-1)
+        update = kernel_for("adamw_update", param)
+        update(flat, grad.reshape(-1), state["exp_avg"].reshape(-1), state["exp_avg_sq"].reshape(-1),
+               lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"], weight_decay=decay,
+               step=state["step"])  # fmt: skip
+        if not param.flags.c_contiguous:
+            param[...] = flat.reshape(param.shape)
 
 
 class AdamW(Adam):

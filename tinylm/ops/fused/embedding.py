@@ -21,7 +21,7 @@ class EmbeddingFunction(Function):
     def backward(self, g, _ids_grad=None):
         xp = array_module(g)
         grad = xp.zeros(self.weight_shape, dtype=g.dtype)
-        backend.scatter_add(grad, self.ids.reshape(-1), g.reshape(-1, self.weight_shape[1]))
+        backend.scatter_add_rows(grad, self.ids.reshape(-1), g.reshape(-1, self.weight_shape[1]))
         if self.padding_idx is not None:
             grad[self.padding_idx] = 0
         return grad, None
