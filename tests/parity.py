@@ -8,6 +8,7 @@ import numpy as np
 import tinylm
 
 TOLERANCE = {np.float64: dict(rtol=1e-9, atol=1e-12), np.float32: dict(rtol=1e-5, atol=1e-6)}
+FLOAT32_RELATIVE, FLOAT32_ABSOLUTE = 1e-5, 1e-7  # see assert_close
 
 
 def tolerance(dtype):
@@ -28,10 +29,32 @@ def tinylm_leaf(array, requires_grad=True):
 
 
 def assert_close(ours, theirs, dtype, what=""):
-    """Compare a tinylm tensor (or array) with a torch tensor (or array) at the dtype's tolerance."""
+    """Compare a tinylm tensor (or array) with a torch tensor (or array) at the dtype's tolerance.
+
+    float64: element by element, 1e-9 relative. float32: every element within
+    1e-5 of the tensor's largest magnitude (the max-norm relative error). Two
+    float32 computations that add in different orders (BLAS blocking, a 2-D
+    against a batched matmul) can differ by far more than 1e-5 relative in an
+    element that is a near-cancelling sum, while both are equally close to the
+    exact value: measured on ``test_transformer_matches_pytorch``, tinylm's and
+    PyTorch's float32 gradients are each within 3e-6 of the float64 ones in this
+    measure, yet one element of theirs differs by 4.7e-5 relative.
+    """
     ours = ours.numpy() if hasattr(ours, "numpy") and not isinstance(ours, np.ndarray) else ours
     theirs = theirs.detach().cpu().numpy() if hasattr(theirs, "detach") else theirs
-    np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), err_msg=what, **tolerance(dtype))
+    ours, theirs = np.asarray(ours), np.asarray(theirs)
+    if np.dtype(dtype) == np.float64:
+        np.testing.assert_allclose(ours, theirs, err_msg=what, **tolerance(dtype))
+        return
+    assert ours.shape == theirs.shape, f"{what}: shape {ours.shape}, expected {theirs.shape}"
+    if not theirs.size:
+        return
+    scale = float(np.abs(theirs).max())
+    error = float(np.abs(ours.astype(np.float64) - theirs).max())
+    assert error <= FLOAT32_RELATIVE * scale + FLOAT32_ABSOLUTE, (
+        f"{what}: largest difference {error:.3g} is more than {FLOAT32_RELATIVE:g} of the largest "
+        f"magnitude {scale:.3g}"
+    )
 
 
 def assert_same_gradients(tinylm_module, torch_module, dtype):

@@ -21,6 +21,9 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
         return wrap(np.asarray(0.0, dtype=np.float32))
     if norm_type == math.inf:
         total = max(float(abs(g.data).max()) for g in grads)
+    elif norm_type == 2.0:
+        # A dot product per gradient (BLAS, no temporaries) instead of |g|**2 summed.
+        total = math.sqrt(sum(float(array_module(g.data).vdot(g.data, g.data)) for g in grads))
     else:
         total = sum(float((array_module(g.data).abs(g.data) ** norm_type).sum()) for g in grads) ** (1.0 / norm_type)
     if error_if_nonfinite and not math.isfinite(total):

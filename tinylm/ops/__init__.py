@@ -2,8 +2,8 @@
 
 Every name in ``__all__`` is public; ``tinylm.Tensor`` methods and operators
 call these. The differentiable ones are each checked against finite
-differences by ``tests/test_gradients.py``, which fails for any name here that
-has no gradient test unless it is listed in ``NON_DIFFERENTIABLE``.
+differences by ``tests/test_ops.py``; ``tests/test_coverage.py`` fails for any
+name here that has no gradient test unless it is listed in ``NON_DIFFERENTIABLE``.
 """
 
 from tinylm.ops.conversion import clone, convert
