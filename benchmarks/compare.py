@@ -1,0 +1,275 @@
+"""tinylm beside PyTorch: training speed, sampling speed and peak memory on the same models.
+
+    python benchmarks/compare.py [--threads 2] [--steps 30] [--rounds 5] [--configs gpt,lstm,gru,sample]
+                                 [--json FILE]
+
+Every measurement runs in a fresh process (so peak RSS is that run's alone),
+and the runs alternate: tinylm, PyTorch, tinylm, PyTorch, ... ``--rounds``
+times per config; the table gives medians over the rounds, each round's
+figure being the median step after ``--warmup`` steps. Both sides use float32,
+the same thread count (OpenBLAS/Numba for tinylm, ``torch.set_num_threads``
+for PyTorch), the same model shapes, AdamW, and synthetic uniform tokens.
+
+Configs:
+  gpt     GPT, 4 layers, 4 heads, 128 wide, block 64, batch 12 (nanoGPT's Shakespeare-char CPU setting)
+  lstm    2-layer LSTM language model, hidden 256, embedding 64, sequence 100, batch 32
+  gru     the same with a GRU
+  sample  the GPT above sampling 256 tokens from a 1-token prompt, with and without the key/value cache
+
+Without torch installed it prints tinylm's figures alone.
+"""
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+VOCAB = 65
+GPT_SHAPE = dict(block_size=64, n_layer=4, n_head=4, n_embd=128)
+GPT_BATCH = 12
+RNN_SHAPE = dict(n_embd=64, hidden_size=256, n_layer=2)
+RNN_BATCH, RNN_LENGTH = 32, 100
+SAMPLE_TOKENS = 256
+CONFIGS = ("gpt", "lstm", "gru", "sample")
+
+
+# ----- model FLOPs ----------------------------------------------------------------------
+
+
+def gpt_training_flops():
+    """Matmul FLOPs of one training step (forward 2 per multiply-add, backward twice that)."""
+    c, t, layers = GPT_SHAPE["n_embd"], GPT_SHAPE["block_size"], GPT_SHAPE["n_layer"]
+    tokens = GPT_BATCH * t
+    per_token = layers * (3 * c * c + c * c + 2 * 4 * c * c) + c * VOCAB  # qkv, proj, mlp, head
+    attention = layers * GPT_BATCH * 2 * t * t * c  # q k^T and p v
+    return 3 * 2 * (tokens * per_token + attention)
+
+
+def rnn_training_flops(cell):
+    gates = {"lstm": 4, "gru": 3}[cell]
+    e, h, layers = RNN_SHAPE["n_embd"], RNN_SHAPE["hidden_size"], RNN_SHAPE["n_layer"]
+    per_token = gates * h * (e + h) + (layers - 1) * gates * h * (h + h) + h * VOCAB
+    return 3 * 2 * RNN_BATCH * RNN_LENGTH * per_token
+
+
+# ----- one measurement, in its own process ------------------------------------------------
+
+
+def _median_step_seconds(step, steps, warmup):
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _tinylm_worker(config, steps, warmup, threads):
+    import numpy as np
+
+    import tinylm
+    from tinylm.kernels import configure_threads
+    from tinylm.models import GPT, GPTConfig
+    from tinylm.models.rnn_lm import RNNLM, RNNLMConfig
+    from tinylm.nn.utils import clip_grad_norm_
+    from tinylm.optim import AdamW
+
+    configure_threads(threads)
+    tinylm.manual_seed(0)
+    rng = np.random.default_rng(0)
+    if config in ("gpt", "sample"):
+        model = GPT(GPTConfig(vocab_size=VOCAB, bias=False, **GPT_SHAPE))
+        batch, length = GPT_BATCH, GPT_SHAPE["block_size"]
+    else:
+        model = RNNLM(RNNLMConfig(vocab_size=VOCAB, cell=config, block_size=RNN_LENGTH, **RNN_SHAPE))
+        batch, length = RNN_BATCH, RNN_LENGTH
+    if config == "sample":
+        prompt = tinylm.tensor(np.zeros((1, 1), dtype=np.int64))
+        result = {}
+        for use_cache in (True, False):
+            seconds = _median_step_seconds(
+                lambda: model.generate(prompt, SAMPLE_TOKENS, top_k=None, use_cache=use_cache), steps, warmup)
+            result["cache" if use_cache else "no_cache"] = seconds
+        return result
+    optimizer = AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.99), weight_decay=0.1)
+
+    def step():
+        ids = rng.integers(0, VOCAB, (batch, length + 1))
+        _, loss = model(tinylm.tensor(ids[:, :-1]), tinylm.tensor(ids[:, 1:]))
+        optimizer.zero_grad()
+        loss.backward()
+        clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+
+    return {"step": _median_step_seconds(step, steps, warmup)}
+
+
+def _torch_worker(config, steps, warmup, threads):
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import torch_peers
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    if config in ("gpt", "sample"):
+        model = torch_peers.GPT(VOCAB, **GPT_SHAPE)
+        batch, length = GPT_BATCH, GPT_SHAPE["block_size"]
+    else:
+        model = torch_peers.RecurrentLM(config, VOCAB, **RNN_SHAPE)
+        batch, length = RNN_BATCH, RNN_LENGTH
+    if config == "sample":
+        model.eval()
+        prompt = torch.zeros((1, 1), dtype=torch.long)
+        result = {}
+        for use_cache in (True, False):
+            seconds = _median_step_seconds(lambda: model.generate(prompt, SAMPLE_TOKENS, use_cache), steps, warmup)
+            result["cache" if use_cache else "no_cache"] = seconds
+        return result
+    params = list(model.parameters())
+    optimizer = torch.optim.AdamW(params, lr=1e-3, betas=(0.9, 0.99), weight_decay=0.1)
+
+    def step():
+        ids = torch.randint(0, VOCAB, (batch, length + 1))
+        _, loss = model(ids[:, :-1], ids[:, 1:])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+
+    return {"step": _median_step_seconds(step, steps, warmup)}
+
+
+def run_worker(args):
+    worker = _tinylm_worker if args.worker == "tinylm" else _torch_worker
+    result = worker(args.config, args.steps, args.warmup, args.threads)
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(result))
+
+
+def measure(side, config, args):
+    """Run one worker process; returns its dict of figures."""
+    env = dict(os.environ)
+    for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[variable] = str(args.threads)  # BLAS reads these when it loads, before any call can set them
+    command = [sys.executable, __file__, "--worker", side, "--config", config, "--steps", str(args.steps),
+               "--warmup", str(args.warmup), "--threads", str(args.threads)]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"the {side} run of {config} failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def matmul_gflops(threads):
+    """This machine's float32 matmul speed through NumPy, at a GPT-sized and a large shape."""
+    code = (
+        "import time, numpy as np\n"
+        "def rate(m, k, n):\n"
+        "    a = np.ones((m, k), np.float32); b = np.ones((k, n), np.float32); a @ b\n"
+        "    best = 1e9\n"
+        "    for _ in range(20):\n"
+        "        t = time.perf_counter(); a @ b; best = min(best, time.perf_counter() - t)\n"
+        "    return 2 * m * k * n / best / 1e9\n"
+        "print(rate(768, 128, 512), rate(1024, 1024, 1024))\n"
+    )
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    return tuple(float(v) for v in out.stdout.split())
+
+
+def torch_available():
+    return subprocess.run([sys.executable, "-c", "import torch"], capture_output=True).returncode == 0
+
+
+# ----- the table ---------------------------------------------------------------------------
+
+
+def rows_for(config, tinylm_runs, torch_runs):
+    """Table rows (name, tinylm seconds, torch seconds or None, tokens per unit, flops, rss pair)."""
+    def med(runs, key):
+        return statistics.median(run[key] for run in runs) if runs else None
+
+    rss = (med(tinylm_runs, "peak_rss_mb"), med(torch_runs, "peak_rss_mb"))
+    if config == "sample":
+        return [
+            ("GPT sample 256, KV cache", med(tinylm_runs, "cache"), med(torch_runs, "cache"), SAMPLE_TOKENS, None, rss),
+            ("GPT sample 256, no cache", med(tinylm_runs, "no_cache"), med(torch_runs, "no_cache"), SAMPLE_TOKENS,
+             None, rss),
+        ]  # fmt: skip
+    if config == "gpt":
+        return [("GPT train step", med(tinylm_runs, "step"), med(torch_runs, "step"),
+                 GPT_BATCH * GPT_SHAPE["block_size"], gpt_training_flops(), rss)]  # fmt: skip
+    return [(f"{config.upper()} LM train step", med(tinylm_runs, "step"), med(torch_runs, "step"),
+             RNN_BATCH * RNN_LENGTH, rnn_training_flops(config), rss)]  # fmt: skip
+
+
+def print_table(rows, threads, gflops):
+    print(f"threads = {threads}; NumPy float32 matmul: {gflops[0]:.0f} GFLOP/s at 768x128x512, "
+          f"{gflops[1]:.0f} GFLOP/s at 1024^3")  # fmt: skip
+    header = (f"{'config':<28}{'tinylm ms':>10}{'torch ms':>10}{'tinylm tok/s':>14}{'torch tok/s':>13}"
+              f"{'speed ratio':>12}{'GFLOP/s':>9}{'RSS MB':>8}{'torch RSS':>10}{'RSS ratio':>10}")  # fmt: skip
+    print(header)
+    for name, ours, theirs, tokens, flops, (rss_ours, rss_theirs) in rows:
+        def cell(value, fmt, width):
+            return f"{'-':>{width}}" if value is None else f"{value:>{width}{fmt}}"
+
+        print(
+            f"{name:<28}{cell(ours * 1e3, '.1f', 10)}{cell(theirs and theirs * 1e3, '.1f', 10)}"
+            f"{cell(tokens / ours, ',.0f', 14)}{cell(theirs and tokens / theirs, ',.0f', 13)}"
+            f"{cell(theirs and theirs / ours, '.2f', 12)}{cell(flops and flops / ours / 1e9, '.1f', 9)}"
+            f"{cell(rss_ours, '.0f', 8)}{cell(rss_theirs, '.0f', 10)}"
+            f"{cell(rss_theirs and rss_ours / rss_theirs, '.2f', 10)}"
+        )
+    print("speed ratio = tinylm tokens/s over PyTorch's (above 1: tinylm is faster); RSS ratio = tinylm over PyTorch")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=30, help="timed steps (or samples) per run")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (compilation, caches)")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating tinylm/PyTorch runs per config")
+    parser.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated, from {','.join(CONFIGS)}")
+    parser.add_argument("--json", metavar="FILE", help="also write every run's figures to FILE")
+    parser.add_argument("--worker", choices=("tinylm", "torch"), help=argparse.SUPPRESS)
+    parser.add_argument("--config", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    args.configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    unknown = sorted(set(args.configs) - set(CONFIGS))
+    if unknown:
+        parser.error(f"unknown configs {unknown}; choose from {', '.join(CONFIGS)}")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.worker:
+        return run_worker(args)
+    with_torch = torch_available()
+    if not with_torch:
+        print("PyTorch is not installed: tinylm's figures alone (pip install 'tinylm[parity]' to compare)")
+    rows, record = [], {"threads": args.threads, "steps": args.steps, "rounds": args.rounds, "runs": {}}
+    for config in args.configs:
+        tinylm_runs, torch_runs = [], []
+        for _ in range(args.rounds):
+            tinylm_runs.append(measure("tinylm", config, args))
+            if with_torch:
+                torch_runs.append(measure("torch", config, args))
+        record["runs"][config] = {"tinylm": tinylm_runs, "torch": torch_runs}
+        rows.extend(rows_for(config, tinylm_runs, torch_runs))
+    gflops = matmul_gflops(args.threads)
+    record["matmul_gflops"] = gflops
+    print_table(rows, args.threads, gflops)
+    if args.json:
+        Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
