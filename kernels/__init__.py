@@ -23,8 +23,10 @@ Threads: :func:`configure_threads`; importing this package sets
 """
 
 from .registry import BACKENDS, CPU_DEFAULT, KERNELS, get_kernel, kernel_for
-from .threads import configure_threads, use_passive_openmp_waiting
+from .threads import blas_threads_at_most, configure_threads, use_passive_openmp_waiting
 
 use_passive_openmp_waiting()  # before Numba's OpenMP threads start; see its docstring
 
-__all__ = ["BACKENDS", "CPU_DEFAULT", "KERNELS", "configure_threads", "get_kernel", "kernel_for"]
+__all__ = [
+    "BACKENDS", "CPU_DEFAULT", "KERNELS", "blas_threads_at_most", "configure_threads", "get_kernel", "kernel_for",
+]  # fmt: skip

@@ -84,3 +84,20 @@ def test_a_chosen_threading_layer_is_used():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "workqueue"
+
+
+def test_blas_threads_at_most_limits_the_count_inside_and_restores_it_after():
+    from tinylm.kernels import blas_threads_at_most
+    from tinylm.kernels.threads import blas_threads, set_blas_threads
+
+    before = blas_threads()
+    if before is None:
+        pytest.skip("NumPy here does not use OpenBLAS")
+    set_blas_threads(2)
+    try:
+        start = blas_threads()  # 2, or 1 where OpenBLAS was built for one core
+        with blas_threads_at_most(1):
+            assert blas_threads() == 1
+        assert blas_threads() == start
+    finally:
+        set_blas_threads(before)

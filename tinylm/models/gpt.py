@@ -15,6 +15,7 @@ import numpy as np
 
 import tinylm
 from tinylm import nn
+from tinylm.kernels.threads import blas_threads_at_most
 from tinylm.models.sampling import check_sampling, next_tokens
 from tinylm.nn import functional as F
 from tinylm.nn.layers.attention import KVCache
@@ -141,6 +142,7 @@ class GPT(nn.Module):
         return logits, loss
 
     @tinylm.no_grad()
+    @blas_threads_at_most(1)  # decoding is many tiny matmuls (see tinylm.kernels.threads)
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, use_cache=True):
         """Extend ``idx`` (B, T) by ``max_new_tokens`` sampled tokens; returns (B, T + new) int64.
 
