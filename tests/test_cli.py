@@ -110,6 +110,11 @@ def test_bad_arguments_give_one_line_and_exit_code_2(capsys, arguments, pattern)
     _one_line_error(capsys, cli.main(arguments), pattern)
 
 
+def test_threads_beyond_the_pool_are_one_line(corpus, tmp_path, capsys):
+    code = cli.main(["train", "--data", str(corpus), "--out", str(tmp_path / "o"), "--threads", "999"])
+    _one_line_error(capsys, code, "--threads 999: configure_threads: n must be between 1 and")
+
+
 def test_an_empty_data_file_is_one_line(tmp_path, capsys):
     empty = tmp_path / "empty.txt"
     empty.write_text("")

@@ -57,6 +57,7 @@ class TrainConfig:
     # running
     seed: int = 1337
     device: str = "cpu"
+    threads: int = 0  # CPU threads for BLAS and the Numba kernels; 0: one per core
     dtype: str = "float32"
     _sources: list = field(default_factory=list, repr=False, compare=False)
 
@@ -164,7 +165,7 @@ def validate(config):
     for name in ("n_layer", "n_head", "n_embd", "hidden_size", "block_size", "batch_size", "eval_interval",
                  "eval_iters", "log_interval"):  # fmt: skip
         need(getattr(config, name) >= 1, f"{name.replace('_', '-')} must be at least 1, got {getattr(config, name)}")
-    for name in ("max_iters", "warmup_iters", "lr_decay_iters", "vocab_size", "seed"):
+    for name in ("max_iters", "warmup_iters", "lr_decay_iters", "vocab_size", "seed", "threads"):
         need(getattr(config, name) >= 0, f"{name.replace('_', '-')} must not be negative, got {getattr(config, name)}")
     need(config.model != "gpt" or config.n_embd % config.n_head == 0,
          f"n-embd ({config.n_embd}) must be a multiple of n-head ({config.n_head})")  # fmt: skip

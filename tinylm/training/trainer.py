@@ -136,6 +136,13 @@ class Trainer:
             )
         if config.resume and not checkpoint.has_checkpoint(self.out):
             raise CheckpointError(f"--resume: no checkpoint in {self.out} to continue")
+        if config.threads:  # 2 threads are fastest on an idle 2-core machine, 1 when another job holds a core
+            from tinylm.kernels import configure_threads
+
+            try:
+                configure_threads(config.threads)
+            except ValueError as error:
+                raise ConfigError(f"--threads {config.threads}: {error}") from None
         self.data = _load_data(config, self.out)
         _check_block_size(config, self.data)
         self.vocab_size = self.data.tokenizer.vocab_size
