@@ -842,6 +842,62 @@ def test_cache_gradients_reach_the_new_positions():
     assert layer.in_proj_weight.grad is not None
 
 
+@st.composite
+def cached_step_cases(draw):
+    """A prompt already in the cache and 1 or 2 new positions, batched or not, odd widths."""
+    heads = draw(st.sampled_from([1, 2]))
+    e = heads * draw(st.sampled_from([1, 3]))
+    batch_first, batched = draw(st.booleans()), draw(st.booleans())
+    n, prompt, steps = draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(1, 2))
+
+    def layout(length):
+        if not batched:
+            return (length, e)
+        return (n, length, e) if batch_first else (length, n, e)
+
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    return dict(heads=heads, e=e, batch_first=batch_first, bias=draw(st.booleans()),
+                seq=1 if batched and batch_first else 0, prompt=rng.standard_normal(layout(prompt)),
+                step=rng.standard_normal(layout(steps)), need_weights=draw(st.booleans()))
+
+
+@covers(AttentionFunction)
+@settings(max_examples=12)
+@given(case=cached_step_cases())
+def test_cached_decoding_step_gradients_match_finite_differences(case):
+    """Gradients through an incremental step with the cache: the new positions and every parameter.
+    The stored positions are constants (as KVCache documents), so each evaluation starts from a
+    fresh cache holding the prompt's keys and values computed once; then the input gradient equals
+    that of one causal pass over prompt and step with the prompt held constant."""
+    layer = _mha_layer(case)
+    prompt = tinylm.tensor(case["prompt"])
+    length = case["prompt"].shape[case["seq"]] + case["step"].shape[case["seq"]]
+    with tinylm.no_grad():
+        filled = KVCache(max_length=length)
+        layer(prompt, prompt, prompt, is_causal=True, cache=filled)
+        past_keys, past_values = filled.keys.numpy().copy(), filled.values.numpy().copy()
+
+    def step(x, *params):
+        cache = KVCache(max_length=length)
+        cache.update(tinylm.tensor(past_keys), tinylm.tensor(past_values))
+        out, weights = layer(x, x, x, is_causal=True, need_weights=case["need_weights"], cache=cache)
+        assert cache.length == length
+        return (out,) if weights is None else (out, weights)
+
+    x = tinylm.tensor(case["step"], requires_grad=True)
+    assert tinylm.gradcheck(step, [x] + list(layer.parameters()))
+
+    g = np.random.default_rng(0).standard_normal(case["step"].shape)
+    (step(x)[0] * tinylm.tensor(g)).sum().backward()
+    whole_step = tinylm.tensor(case["step"], requires_grad=True)
+    whole = tinylm.cat([prompt, whole_step], dim=case["seq"])
+    out = layer(whole, whole, whole, is_causal=True, need_weights=False)[0]
+    steps = case["step"].shape[case["seq"]]
+    last = out[:, -steps:] if case["seq"] == 1 else out[-steps:]
+    (last * tinylm.tensor(g)).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), whole_step.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
 def test_a_stack_of_layers_decodes_with_one_cache_per_layer():
     """How a GPT uses the cache: one per layer, positions offset by ``cache.length``."""
     from tinylm.nn.layers.positional import SinusoidalPositionalEncoding

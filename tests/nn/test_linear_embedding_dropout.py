@@ -57,10 +57,13 @@ def test_linear_equals_its_composition_from_primitives(arrays):
 @pytest.mark.parity
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("bias", [True, False])
-def test_linear_matches_pytorch(torch, dtype, bias):
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_linear_matches_pytorch(torch, dtype, bias, mode):
     reference = torch.nn.Linear(5, 3, bias=bias).to(getattr(torch, np.dtype(dtype).name))
     layer = nn.Linear(5, 3, bias=bias, dtype=dtype)
     copy_weights(reference, layer)
+    reference.train(mode == "train")
+    layer.train(mode == "train")
     x = np.random.default_rng(1).standard_normal((2, 4, 5)).astype(dtype)
     ours, theirs = tinylm.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
     y, expected = layer(ours), reference(theirs)
@@ -104,6 +107,37 @@ def test_embedding_gradients_match_finite_differences(inputs):
     assert tinylm.gradcheck(lambda w: F.embedding(tinylm.tensor(ids), w), [tinylm.tensor(weight, requires_grad=True)])
 
 
+@st.composite
+def padded_embedding_inputs(draw):
+    """A table, ids that look up the padding row at least once, and padding_idx (negative ones included)."""
+    size, dim = draw(st.integers(1, 5)), draw(st.integers(1, 3))
+    weight = draw(S.arrays((size, dim)))
+    padding_idx = draw(st.integers(-size, size - 1))
+    ids = draw(S.index_arrays(draw(S.shapes(min_dims=1, max_dims=2, min_side=1)), size))
+    ids.flat[draw(st.integers(0, ids.size - 1))] = padding_idx % size
+    return weight, ids, padding_idx
+
+
+@covers(EmbeddingFunction, ops=["F.embedding"])
+@given(inputs=padded_embedding_inputs())
+def test_embedding_with_padding_idx_gradients_match_finite_differences(inputs):
+    """Every row but the padding one against finite differences (that row is looked up, so the forward
+    depends on it, but by definition it gets no gradient), then the padding row's gradient is exactly 0."""
+    weight, ids, padding_idx = inputs
+    padding_row = padding_idx % len(weight)
+    rows = [tinylm.tensor(weight[i : i + 1], requires_grad=i != padding_row) for i in range(len(weight))]
+    ids_tensor = tinylm.tensor(ids)
+    assert (ids == padding_row).any()
+    if len(rows) > 1:
+        assert tinylm.gradcheck(lambda *r: F.embedding(ids_tensor, tinylm.cat(r), padding_idx=padding_idx), rows)
+    layer = nn.Embedding(*weight.shape, padding_idx=padding_idx, dtype=np.float64)
+    layer.weight.data[...] = weight
+    y = layer(ids_tensor)
+    np.testing.assert_array_equal(y.numpy(), weight[ids])  # the padding row is still looked up
+    y.backward(np.random.default_rng(0).standard_normal(y.shape))
+    np.testing.assert_array_equal(layer.weight.grad.numpy()[padding_row], 0.0)
+
+
 @given(inputs=embedding_inputs())
 def test_embedding_equals_indexing_and_skips_the_padding_row(inputs):
     weight, ids, padding_idx = inputs
@@ -123,10 +157,13 @@ def test_embedding_equals_indexing_and_skips_the_padding_row(inputs):
 
 @pytest.mark.parity
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_embedding_matches_pytorch(torch, dtype):
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_embedding_matches_pytorch(torch, dtype, mode):
     reference = torch.nn.Embedding(7, 4, padding_idx=2).to(getattr(torch, np.dtype(dtype).name))
     layer = nn.Embedding(7, 4, padding_idx=2, dtype=dtype)
     copy_weights(reference, layer)
+    reference.train(mode == "train")
+    layer.train(mode == "train")
     ids = np.array([[0, 2, 6, 6], [1, 2, 3, 0]])
     y, expected = layer(tinylm.tensor(ids)), reference(torch.tensor(ids))
     assert_close(y, expected, dtype)

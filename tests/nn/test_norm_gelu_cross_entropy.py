@@ -92,7 +92,8 @@ def test_layer_norm_equals_its_composition_from_primitives(inputs):
 @pytest.mark.parity
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("normalized, bias", [((6,), True), ((6,), False), ((3, 6), True)])
-def test_layer_norm_matches_pytorch(torch, dtype, normalized, bias):
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_layer_norm_matches_pytorch(torch, dtype, normalized, bias, mode):
     torch_dtype = getattr(torch, np.dtype(dtype).name)
     reference = torch.nn.LayerNorm(normalized, bias=bias, dtype=torch_dtype)
     with torch.no_grad():  # non-trivial weights, so their gradients are tested too
@@ -101,6 +102,8 @@ def test_layer_norm_matches_pytorch(torch, dtype, normalized, bias):
             reference.bias.uniform_(-0.5, 0.5)
     layer = nn.LayerNorm(normalized, bias=bias, dtype=dtype)
     copy_weights(reference, layer)
+    reference.train(mode == "train")
+    layer.train(mode == "train")
     x = np.random.default_rng(2).standard_normal((2, 4) + normalized).astype(dtype) * 3 + 1
     ours, theirs = tinylm.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
     y, expected = layer(ours), reference(theirs)
@@ -141,14 +144,38 @@ def test_gelu_equals_its_composition_from_primitives(approximate, x):
 @pytest.mark.parity
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
-def test_gelu_matches_pytorch(torch, dtype, approximate):
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_gelu_matches_pytorch(torch, dtype, approximate, mode):
     x = np.linspace(-9, 9, 301).astype(dtype)
     ours, theirs = tinylm.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
-    y, expected = nn.GELU(approximate)(ours), torch.nn.GELU(approximate)(theirs)
+    layer, reference = nn.GELU(approximate).train(mode == "train"), torch.nn.GELU(approximate).train(mode == "train")
+    y, expected = layer(ours), reference(theirs)
     assert_close(y, expected, dtype)
     (y * y).sum().backward()
     (expected * expected).sum().backward()
     assert_close(ours.grad, theirs.grad, dtype)
+
+
+# ----- ReLU and Tanh modules ----------------------------------------------------------------------
+
+
+@pytest.mark.parity
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", ["ReLU", "Tanh"])
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_relu_and_tanh_modules_match_pytorch(torch, dtype, name, mode):
+    """Forward and input gradient, 0 included (both take ReLU's derivative there as 0)."""
+    x = np.linspace(-9, 9, 301).astype(dtype).reshape(7, 43)
+    assert (x == 0).any()
+    ours, theirs = tinylm.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    layer, reference = getattr(nn, name)().train(mode == "train"), getattr(torch.nn, name)().train(mode == "train")
+    y, expected = layer(ours), reference(theirs)
+    assert y.dtype == dtype and y.shape == x.shape
+    assert_close(y, expected, dtype, "output")
+    g = np.random.default_rng(4).standard_normal(x.shape).astype(dtype)
+    y.backward(g)
+    expected.backward(torch.tensor(g))
+    assert_close(ours.grad, theirs.grad, dtype, "input gradient")
 
 
 # ----- cross_entropy ------------------------------------------------------------------------
@@ -231,6 +258,40 @@ def test_cross_entropy_matches_pytorch(torch, dtype, reduction, label_smoothing)
     (y * y).sum().backward()
     (expected * expected).sum().backward()
     assert_close(ours.grad, theirs.grad, dtype)
+
+
+@pytest.mark.parity
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.3])
+@pytest.mark.parametrize("ignore_index", [-100, 2])  # the default (outside [0, C)) and a real class
+@pytest.mark.parametrize("shape", [(7, 5), (4, 5, 3)])
+def test_cross_entropy_with_ignored_targets_matches_pytorch(torch, dtype, reduction, label_smoothing, ignore_index,
+                                                            shape):
+    """(N, C) and (N, C, d) logits, some targets ignored, with and without label smoothing."""
+    rng = np.random.default_rng(4)
+    logits = (rng.standard_normal(shape) * 3).astype(dtype)
+    target_shape = shape[:1] + shape[2:]
+    targets = rng.integers(0, 5, target_shape)
+    targets.flat[[0, 3]] = ignore_index
+    if ignore_index != 2:
+        targets.flat[1] = 2  # class 2 then counts as any other
+    kept = targets != ignore_index
+    assert kept.any() and not kept.all()
+    ours, theirs = tinylm.tensor(logits, requires_grad=True), torch.tensor(logits, requires_grad=True)
+    options = dict(reduction=reduction, label_smoothing=label_smoothing, ignore_index=ignore_index)
+    y = F.cross_entropy(ours, tinylm.tensor(targets), **options)
+    expected = torch.nn.functional.cross_entropy(theirs, torch.tensor(targets), **options)
+    assert y.dtype == dtype and y.shape == tuple(expected.shape)
+    assert_close(y, expected, dtype, "loss")
+    if reduction == "none":
+        np.testing.assert_array_equal(y.numpy()[~kept], 0.0)
+    g = np.random.default_rng(5).standard_normal(y.shape).astype(dtype)
+    (y * tinylm.tensor(g)).sum().backward()
+    (expected * torch.tensor(g)).sum().backward()
+    assert_close(ours.grad, theirs.grad, dtype, "gradient of the logits")
+    ignored_rows = np.moveaxis(ours.grad.numpy(), 1, -1)[~kept]
+    np.testing.assert_array_equal(ignored_rows, 0.0)  # an ignored target passes back nothing
 
 
 def test_cross_entropy_is_finite_at_huge_logits():

@@ -125,10 +125,13 @@ def test_learned_embedding_equals_indexing_its_table():
 
 @pytest.mark.parity
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_learned_embedding_matches_a_pytorch_embedding_of_positions(torch, dtype):
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_learned_embedding_matches_a_pytorch_embedding_of_positions(torch, dtype, mode):
     reference = torch.nn.Embedding(10, 4).to(getattr(torch, np.dtype(dtype).name))
-    layer = LearnedPositionalEmbedding(4, max_len=10, batch_first=True, dtype=dtype)
+    layer = LearnedPositionalEmbedding(4, max_len=10, dropout=0.0, batch_first=True, dtype=dtype)
     layer.load_state_dict({"weight": reference.weight.detach().numpy()})
+    reference.train(mode == "train")
+    layer.train(mode == "train")
     x = np.random.default_rng(0).standard_normal((2, 5, 4)).astype(dtype)
     ours, theirs = tinylm.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
     y = layer(ours, offset=2)

@@ -105,15 +105,16 @@ def test_unbatched_stack_matches_pytorch(torch, dtype, mode, bidirectional, with
     compare(torch, ours, theirs, x, states, dtype)
 
 
+@pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("batched", [True, False])
 @pytest.mark.parametrize("with_states", [False, True])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("mode", ALL_MODES)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_cell_matches_pytorch(torch, dtype, mode, bias, with_states, batched):
+def test_cell_matches_pytorch(torch, dtype, mode, bias, with_states, batched, training):
     torch.manual_seed(0)
-    theirs = torch_cell(torch, mode, 3, 5, bias=bias).to(torch_dtype(torch, dtype))
-    ours = make_cell(mode, 3, 5, bias=bias, dtype=dtype)
+    theirs = torch_cell(torch, mode, 3, 5, bias=bias).to(torch_dtype(torch, dtype)).train(training)
+    ours = make_cell(mode, 3, 5, bias=bias, dtype=dtype).train(training)
     copy_weights(theirs, ours)
     rng = np.random.default_rng(3)
     lead = (4,) if batched else ()

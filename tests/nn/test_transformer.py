@@ -88,6 +88,19 @@ def composed_decoder_layer(layer, x, memory, tgt_mask=None, memory_mask=None, tg
     return _layer_norm(layer.norm3, x + _feed_forward(layer, x))
 
 
+def composed_encoder(stack, x, mask=None, src_key_padding_mask=None, is_causal=False):
+    for layer in stack.layers:
+        x = composed_encoder_layer(layer, x, mask, src_key_padding_mask, is_causal)
+    return x if stack.norm is None else _layer_norm(stack.norm, x)
+
+
+def composed_decoder(stack, x, memory, tgt_mask=None, memory_key_padding_mask=None, tgt_is_causal=False):
+    for layer in stack.layers:
+        x = composed_decoder_layer(layer, x, memory, tgt_mask=tgt_mask, memory_key_padding_mask=memory_key_padding_mask,
+                                   tgt_is_causal=tgt_is_causal)
+    return x if stack.norm is None else _layer_norm(stack.norm, x)
+
+
 # ----- strategies ----------------------------------------------------------------------------
 
 
@@ -102,8 +115,8 @@ def _randomise(module, seed=0):
 
 
 @st.composite
-def layer_cases(draw, decoder=False):
-    d_model, nhead = 4, draw(st.sampled_from([1, 2]))
+def layer_cases(draw, decoder=False, d_model=4, nheads=(1, 2)):
+    nhead = draw(st.sampled_from(nheads))
     batch_first, batched = draw(st.booleans()), draw(st.booleans())
     n, t, s = draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
 
@@ -116,7 +129,7 @@ def layer_cases(draw, decoder=False):
     # zero variance and relu at its kink, where finite differences mean nothing.
     rng = np.random.default_rng(draw(st.integers(0, 2**16)))
     case = dict(
-        nhead=nhead, batch_first=batch_first, norm_first=draw(st.booleans()),
+        d_model=d_model, nhead=nhead, batch_first=batch_first, norm_first=draw(st.booleans()),
         activation=draw(st.sampled_from(["relu", "gelu"])), bias=draw(st.booleans()),
         x=rng.standard_normal(layout(t)), memory=rng.standard_normal(layout(s)) if decoder else None,
         mask=None, padding=None, is_causal=draw(st.booleans()),
@@ -132,8 +145,9 @@ def layer_cases(draw, decoder=False):
 
 def _make_layer(case, decoder=False, dim_feedforward=3):
     cls = TransformerDecoderLayer if decoder else TransformerEncoderLayer
-    layer = cls(4, case["nhead"], dim_feedforward=dim_feedforward, dropout=0.0, activation=case["activation"],
-                batch_first=case["batch_first"], norm_first=case["norm_first"], bias=case["bias"], dtype=np.float64)
+    layer = cls(case["d_model"], case["nhead"], dim_feedforward=dim_feedforward, dropout=0.0,
+                activation=case["activation"], batch_first=case["batch_first"], norm_first=case["norm_first"],
+                bias=case["bias"], dtype=np.float64)
     return _randomise(layer)
 
 
@@ -188,6 +202,74 @@ def test_decoder_layer_equals_its_composition_from_primitives(case):
         lambda x, m: layer(x, m, **masks),
         lambda x, m: composed_decoder_layer(layer, x, m, **masks),
         [case["x"], case["memory"]], params=list(layer.parameters()))
+
+
+# ----- the stacks: three ways ----------------------------------------------------------------
+
+
+def _make_stack(case, decoder=False, dim_feedforward=3, num_layers=2):
+    """Two copies of a layer and a final norm. The copies start equal, which would hide a gradient
+    sent to the wrong layer, so every matrix is moved off its copy's values."""
+    layer = _make_layer(case, decoder, dim_feedforward)
+    cls = TransformerDecoder if decoder else TransformerEncoder
+    stack = _randomise(cls(layer, num_layers, norm=LayerNorm(case["d_model"], bias=case["bias"], dtype=np.float64)))
+    rng = np.random.default_rng(1)
+    for parameter in stack.parameters():
+        if parameter.ndim > 1:
+            parameter.data[...] += 0.2 * rng.standard_normal(parameter.shape)
+    return stack
+
+
+def _stack_masks(case, decoder=False):
+    masks = _masks(case, decoder)
+    if not decoder:  # TransformerEncoder calls the layers' src_mask just ``mask``
+        masks["mask"] = masks.pop("src_mask")
+    return masks
+
+
+@covers(AttentionFunction, LinearFunction, LayerNormFunction)
+@settings(max_examples=5)
+@given(case=layer_cases(d_model=3, nheads=(1, 3)))
+def test_encoder_stack_gradients_match_finite_differences(case):
+    stack = _make_stack(case)
+    masks = _stack_masks(case)
+    x = tinylm.tensor(case["x"], requires_grad=True)
+    params = list(stack.parameters())
+    assert len(params) == 2 * len(list(stack.layers[0].parameters())) + len(list(stack.norm.parameters()))
+    assert tinylm.gradcheck(lambda x, *p: stack(x, **masks), [x] + params)
+
+
+@covers(AttentionFunction, LinearFunction, LayerNormFunction)
+@settings(max_examples=4)
+@given(case=layer_cases(decoder=True, d_model=3, nheads=(1, 3)))
+def test_decoder_stack_gradients_match_finite_differences(case):
+    stack = _make_stack(case, decoder=True)
+    masks = _stack_masks(case, decoder=True)
+    x, memory = (tinylm.tensor(case[name], requires_grad=True) for name in ("x", "memory"))
+    params = list(stack.parameters())
+    assert tinylm.gradcheck(lambda x, m, *p: stack(x, m, **masks), [x, memory] + params)
+
+
+@settings(max_examples=15)
+@given(case=layer_cases(d_model=3, nheads=(1, 3)))
+def test_encoder_stack_equals_its_composition_from_primitives(case):
+    stack = _make_stack(case, dim_feedforward=5)
+    masks = _stack_masks(case)
+    _assert_same_values_and_gradients(
+        lambda x: stack(x, **masks),
+        lambda x: composed_encoder(stack, x, **masks),
+        [case["x"]], params=list(stack.parameters()))
+
+
+@settings(max_examples=15)
+@given(case=layer_cases(decoder=True, d_model=3, nheads=(1, 3)))
+def test_decoder_stack_equals_its_composition_from_primitives(case):
+    stack = _make_stack(case, decoder=True, dim_feedforward=5)
+    masks = _stack_masks(case, decoder=True)
+    _assert_same_values_and_gradients(
+        lambda x, m: stack(x, m, **masks),
+        lambda x, m: composed_decoder(stack, x, m, **masks),
+        [case["x"], case["memory"]], params=list(stack.parameters()))
 
 
 # ----- PyTorch parity -------------------------------------------------------------------------
@@ -294,7 +376,8 @@ def test_decoder_layer_matches_pytorch(torch, dtype, norm_first, activation, bat
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("norm_first", [False, True])
 @pytest.mark.parametrize("batch_first", [False, True])
-def test_transformer_matches_pytorch(torch, dtype, norm_first, batch_first):
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_transformer_matches_pytorch(torch, dtype, norm_first, batch_first, mode):
     torch.manual_seed(2)
     kw = dict(d_model=8, nhead=2, num_encoder_layers=2, num_decoder_layers=2, dim_feedforward=12, dropout=0.0,
               activation="gelu", batch_first=batch_first, norm_first=norm_first)
@@ -302,6 +385,8 @@ def test_transformer_matches_pytorch(torch, dtype, norm_first, batch_first):
     model = Transformer(**kw, dtype=dtype)
     assert list(model.state_dict()) == list(reference.state_dict())
     copy_weights(reference, model)
+    reference.train(mode == "train")  # eval with gradients recorded: PyTorch's fast path stays off
+    model.train(mode == "train")
     rng = np.random.default_rng(2)
     src = rng.standard_normal(_layout((2, 5, 8), batch_first)).astype(dtype)
     tgt = rng.standard_normal(_layout((2, 4, 8), batch_first)).astype(dtype)
@@ -319,6 +404,87 @@ def test_transformer_matches_pytorch(torch, dtype, norm_first, batch_first):
     assert_close(ours_s.grad, theirs_s.grad, dtype, "gradient of src")
     assert_close(ours_t.grad, theirs_t.grad, dtype, "gradient of tgt")
     assert_same_gradients(model, reference, dtype)
+
+
+def _torch_distinct_layers(torch, module, seed=0):
+    """Move every matrix off its copy's values (the stack's layers are deep copies of one)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in module.parameters():
+            if parameter.ndim > 1:
+                parameter.add_(0.2 * torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype))
+    return module
+
+
+def _stack_pair(torch, decoder, dtype, mode, **kw):
+    """A PyTorch stack (2 layers, final norm) and a tinylm one loaded from it, both in ``mode``."""
+    torch_dtype = _torch_dtype(torch, dtype)
+    if decoder:
+        reference = torch.nn.TransformerDecoder(torch.nn.TransformerDecoderLayer(8, 2, **kw), 2,
+                                                norm=torch.nn.LayerNorm(8))
+        ours = TransformerDecoder(TransformerDecoderLayer(8, 2, dtype=dtype, **kw), 2, norm=LayerNorm(8, dtype=dtype))
+    else:
+        reference = torch.nn.TransformerEncoder(torch.nn.TransformerEncoderLayer(8, 2, **kw), 2,
+                                                norm=torch.nn.LayerNorm(8), enable_nested_tensor=False)
+        ours = TransformerEncoder(TransformerEncoderLayer(8, 2, dtype=dtype, **kw), 2, norm=LayerNorm(8, dtype=dtype))
+    reference = _torch_distinct_layers(torch, _torch_randomised(torch, reference.to(torch_dtype)))
+    assert list(ours.state_dict()) == list(reference.state_dict())
+    copy_weights(reference, ours)
+    reference.train(mode == "train")  # eval with gradients recorded: PyTorch's fast path stays off
+    ours.train(mode == "train")
+    return ours, reference
+
+
+@pytest.mark.parity
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("norm_first", [False, True])
+@pytest.mark.parametrize("batch_first", [False, True])
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_encoder_stack_matches_pytorch(torch, dtype, norm_first, batch_first, mode):
+    torch.manual_seed(5)
+    stack, reference = _stack_pair(torch, False, dtype, mode, dim_feedforward=16, dropout=0.0, activation="relu",
+                                   batch_first=batch_first, norm_first=norm_first)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(_layout((2, 5, 8), batch_first)).astype(dtype)
+    mask = np.triu(np.ones((5, 5), dtype=bool), 1)
+    padding = np.zeros((2, 5), dtype=bool)
+    padding[0, 3:] = True
+    ours, theirs = _pair(torch, x)
+    y = stack(ours, mask=tinylm.tensor(mask), src_key_padding_mask=tinylm.tensor(padding), is_causal=True)
+    expected = reference(theirs, mask=torch.tensor(mask), src_key_padding_mask=torch.tensor(padding), is_causal=True)
+    assert y.dtype == dtype and y.shape == tuple(expected.shape)
+    assert_close(y, expected, dtype, "output")
+    _backward_both(torch, y, expected, dtype)
+    assert_close(ours.grad, theirs.grad, dtype, "gradient of src")
+    assert_same_gradients(stack, reference, dtype)
+
+
+@pytest.mark.parity
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("norm_first", [False, True])
+@pytest.mark.parametrize("batch_first", [False, True])
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_decoder_stack_matches_pytorch(torch, dtype, norm_first, batch_first, mode):
+    torch.manual_seed(6)
+    stack, reference = _stack_pair(torch, True, dtype, mode, dim_feedforward=16, dropout=0.0, activation="gelu",
+                                   batch_first=batch_first, norm_first=norm_first)
+    rng = np.random.default_rng(6)
+    tgt = rng.standard_normal(_layout((2, 4, 8), batch_first)).astype(dtype)
+    memory = rng.standard_normal(_layout((2, 6, 8), batch_first)).astype(dtype)
+    memory_padding = np.zeros((2, 6), dtype=bool)
+    memory_padding[1, 4:] = True
+    masks = dict(tgt_mask=np.triu(np.ones((4, 4), dtype=bool), 1),
+                 memory_mask=rng.standard_normal((4, 6)).astype(dtype),
+                 memory_key_padding_mask=np.where(memory_padding, -np.inf, 0.0).astype(dtype))
+    (ours, theirs), (ours_m, theirs_m) = _pair(torch, tgt), _pair(torch, memory)
+    y = stack(ours, ours_m, **{k: tinylm.tensor(v) for k, v in masks.items()}, tgt_is_causal=True)
+    expected = reference(theirs, theirs_m, **{k: torch.tensor(v) for k, v in masks.items()}, tgt_is_causal=True)
+    assert y.dtype == dtype and y.shape == tuple(expected.shape)
+    assert_close(y, expected, dtype, "output")
+    _backward_both(torch, y, expected, dtype)
+    assert_close(ours.grad, theirs.grad, dtype, "gradient of tgt")
+    assert_close(ours_m.grad, theirs_m.grad, dtype, "gradient of memory")
+    assert_same_gradients(stack, reference, dtype)
 
 
 @pytest.mark.parity
@@ -373,16 +539,48 @@ def test_square_subsequent_mask_is_pytorchs(torch):
 # ----- structure, copies, modes, errors --------------------------------------------------------
 
 
+@st.composite
+def transformer_cases(draw):
+    """A one-layer encoder-decoder of odd or even width, batched or not, sequences of 1 to 3."""
+    d_model = draw(st.sampled_from([2, 3]))
+    nhead = draw(st.sampled_from([h for h in (1, 2, 3) if d_model % h == 0]))
+    batch_first, batched = draw(st.booleans()), draw(st.booleans())
+    n, s, t = draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
+
+    def layout(length):
+        if not batched:
+            return (length, d_model)
+        return (n, length, d_model) if batch_first else (length, n, d_model)
+
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))  # Gaussian values: see layer_cases
+    padding = None
+    if draw(st.booleans()):
+        padding = draw(hnp.arrays(bool, (n, s) if batched else (s,), elements=st.booleans()))
+    return dict(
+        config=dict(d_model=d_model, nhead=nhead, num_encoder_layers=1, num_decoder_layers=1,
+                    dim_feedforward=draw(st.integers(1, 3)), dropout=0.0,
+                    activation=draw(st.sampled_from(["relu", "gelu"])), batch_first=batch_first,
+                    norm_first=draw(st.booleans()), bias=draw(st.booleans())),
+        src=rng.standard_normal(layout(s)), tgt=rng.standard_normal(layout(t)), padding=padding,
+        tgt_is_causal=draw(st.booleans()),
+    )
+
+
 @covers(AttentionFunction, LinearFunction, LayerNormFunction)
-def test_a_small_transformer_gradients_match_finite_differences():
+@settings(max_examples=5)
+@given(case=transformer_cases())
+def test_a_small_transformer_gradients_match_finite_differences(case):
     tinylm.manual_seed(4)
-    model = _randomise(Transformer(d_model=2, nhead=1, num_encoder_layers=1, num_decoder_layers=1, dim_feedforward=2,
-                                   dropout=0.0, batch_first=True, dtype=np.float64))
-    rng = np.random.default_rng(4)
-    src = tinylm.tensor(rng.standard_normal((1, 3, 2)), requires_grad=True)
-    tgt = tinylm.tensor(rng.standard_normal((1, 2, 2)), requires_grad=True)
+    model = _randomise(Transformer(**case["config"], dtype=np.float64))
+    padding = None if case["padding"] is None else tinylm.tensor(case["padding"])
+    src, tgt = (tinylm.tensor(case[name], requires_grad=True) for name in ("src", "tgt"))
     params = list(model.parameters())
-    assert tinylm.gradcheck(lambda s, t, *p: model(s, t, tgt_is_causal=True), [src, tgt] + params)
+
+    def forward(s, t, *p):
+        return model(s, t, src_key_padding_mask=padding, memory_key_padding_mask=padding,
+                     tgt_is_causal=case["tgt_is_causal"])
+
+    assert tinylm.gradcheck(forward, [src, tgt] + params)
 
 
 def test_stack_layers_are_independent_deep_copies_with_pytorch_names():
@@ -458,6 +656,52 @@ def test_layers_reject_wrong_shapes_naming_themselves():
         model(tinylm.zeros(3, 2, 4), tinylm.zeros(3, 2, 3))
     with pytest.raises(ValueError, match="TransformerEncoderLayer: activation must be 'relu', 'gelu' or a callable"):
         TransformerEncoderLayer(4, 2, activation="swish")
+
+
+def test_stacks_reject_wrong_shapes_naming_themselves():
+    """The stack checks its input itself: the error names it, not its first layer."""
+    encoder = TransformerEncoder(TransformerEncoderLayer(8, 2, dim_feedforward=16, batch_first=True), 2)
+    with pytest.raises(ValueError, match=r"^TransformerEncoder: expected src of shape \(N, T, d_model\) or "
+                                         r"\(T, d_model\) with d_model=8, got \(2, 5, 7\)$"):
+        encoder(tinylm.zeros(2, 5, 7))
+    with pytest.raises(ValueError, match=r"^TransformerEncoder: expected src .* got \(1, 2, 5, 8\)$"):
+        encoder(tinylm.zeros(1, 2, 5, 8))
+    with pytest.raises(TypeError, match=r"^TransformerEncoder: src must be a Tensor, got ndarray$"):
+        encoder(np.zeros((2, 5, 8)))
+    decoder = TransformerDecoder(TransformerDecoderLayer(8, 2, dim_feedforward=16), 2)
+    tgt = tinylm.zeros(4, 2, 8)
+    with pytest.raises(ValueError, match=r"^TransformerDecoder: expected tgt of shape \(T, N, d_model\) or "
+                                         r"\(T, d_model\) with d_model=8, got \(4, 2, 6\)$"):
+        decoder(tinylm.zeros(4, 2, 6), tinylm.zeros(3, 2, 8))
+    with pytest.raises(ValueError, match=r"^TransformerDecoder: expected memory of shape .* got \(3, 2, 9\)$"):
+        decoder(tgt, tinylm.zeros(3, 2, 9))
+    with pytest.raises(ValueError, match=r"^TransformerDecoder: tgt and memory must both be batched or both "
+                                         r"unbatched, got shapes \(4, 2, 8\) and \(3, 8\)$"):
+        decoder(tgt, tinylm.zeros(3, 8))
+    with pytest.raises(ValueError, match=r"^TransformerDecoder: tgt and memory must have the same batch size "
+                                         r"\(dimension 1\), got shapes \(4, 2, 8\) and \(3, 1, 8\)$"):
+        decoder(tgt, tinylm.zeros(3, 1, 8))
+    assert decoder(tgt, tinylm.zeros(3, 2, 8)).shape == (4, 2, 8)  # the right shapes still pass
+
+
+@pytest.mark.parametrize("count", [0, -1])
+def test_stacks_need_at_least_one_layer(count):
+    with pytest.raises(ValueError, match=rf"^TransformerEncoder: num_layers must be at least 1, got {count}$"):
+        TransformerEncoder(TransformerEncoderLayer(4, 2, dim_feedforward=8), count)
+    with pytest.raises(ValueError, match=rf"^TransformerDecoder: num_layers must be at least 1, got {count}$"):
+        TransformerDecoder(TransformerDecoderLayer(4, 2, dim_feedforward=8), count)
+    with pytest.raises(ValueError, match=rf"^Transformer: num_encoder_layers must be at least 1, got {count}$"):
+        Transformer(d_model=4, nhead=2, num_encoder_layers=count, num_decoder_layers=1, dim_feedforward=8)
+    with pytest.raises(ValueError, match=rf"^Transformer: num_decoder_layers must be at least 1, got {count}$"):
+        Transformer(d_model=4, nhead=2, num_encoder_layers=1, num_decoder_layers=count, dim_feedforward=8)
+
+
+def test_stacks_need_an_integer_layer_count():
+    with pytest.raises(TypeError, match=r"^TransformerEncoder: num_layers must be an integer, got float$"):
+        TransformerEncoder(TransformerEncoderLayer(4, 2, dim_feedforward=8), 2.0)
+    with pytest.raises(TypeError, match=r"^TransformerDecoder: num_layers must be an integer, got bool$"):
+        TransformerDecoder(TransformerDecoderLayer(4, 2, dim_feedforward=8), True)
+    assert len(TransformerEncoder(TransformerEncoderLayer(4, 2, dim_feedforward=8), np.int64(2)).layers) == 2
 
 
 def test_custom_activation_and_unbatched_input():

@@ -23,6 +23,7 @@ result when the hint is true.
 """
 
 import copy
+import numbers
 
 from tinylm import backend
 from tinylm.nn import functional as F
@@ -55,6 +56,25 @@ def _check_input(name, label, x, d_model, batch_first):
         layout = "(N, T, d_model)" if batch_first else "(T, N, d_model)"
         raise ValueError(
             f"{name}: expected {label} of shape {layout} or (T, d_model) with d_model={d_model}, got {tuple(x.shape)}"
+        )
+
+
+def _check_pair(name, labels, first, second, d_model, batch_first):
+    """Both inputs of a decoder (tgt and memory) or a Transformer (src and tgt): each a valid input, both
+    batched or both unbatched, and of one batch size."""
+    _check_input(name, labels[0], first, d_model, batch_first)
+    _check_input(name, labels[1], second, d_model, batch_first)
+    pair = f"{labels[0]} and {labels[1]}"
+    if first.ndim != second.ndim:
+        raise ValueError(
+            f"{name}: {pair} must both be batched or both unbatched, got shapes {tuple(first.shape)} and "
+            f"{tuple(second.shape)}"
+        )
+    batch_axis = 0 if batch_first else 1
+    if first.ndim == 3 and first.shape[batch_axis] != second.shape[batch_axis]:
+        raise ValueError(
+            f"{name}: {pair} must have the same batch size (dimension {batch_axis}), got shapes "
+            f"{tuple(first.shape)} and {tuple(second.shape)}"
         )
 
 
@@ -131,13 +151,7 @@ class TransformerDecoderLayer(Module):
 
     def forward(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
                 memory_key_padding_mask=None, tgt_is_causal=False, memory_is_causal=False):
-        _check_input("TransformerDecoderLayer", "tgt", tgt, self.d_model, self.batch_first)
-        _check_input("TransformerDecoderLayer", "memory", memory, self.d_model, self.batch_first)
-        if memory.ndim != tgt.ndim:
-            raise ValueError(
-                f"TransformerDecoderLayer: tgt and memory must both be batched or both unbatched, got shapes "
-                f"{tuple(tgt.shape)} and {tuple(memory.shape)}"
-            )
+        _check_pair("TransformerDecoderLayer", ("tgt", "memory"), tgt, memory, self.d_model, self.batch_first)
         x = tgt
         if self.norm_first:
             x = x + self._sa_block(self.norm1(x), tgt_mask, tgt_key_padding_mask, tgt_is_causal)
@@ -163,24 +177,38 @@ class TransformerDecoderLayer(Module):
         return self.dropout3(self.linear2(self.dropout(self.activation(self.linear1(x)))))
 
 
+def _check_count(name, label, count):
+    if isinstance(count, bool) or not isinstance(count, numbers.Integral):
+        raise TypeError(f"{name}: {label} must be an integer, got {type(count).__name__}")
+    if count < 1:
+        raise ValueError(f"{name}: {label} must be at least 1, got {count}")
+
+
 def _clones(name, layer, num_layers):
     if not isinstance(layer, Module):
         raise TypeError(f"{name}: expected a layer Module to copy, got {type(layer).__name__}")
-    if num_layers < 0:
-        raise ValueError(f"{name}: num_layers must be at least 0, got {num_layers}")
+    _check_count(name, "num_layers", num_layers)
     return ModuleList(copy.deepcopy(layer) for _ in range(num_layers))
 
 
 class TransformerEncoder(Module):
-    """``num_layers`` deep copies of ``encoder_layer`` applied in turn, then ``norm`` if given."""
+    """``num_layers`` (at least 1) deep copies of ``encoder_layer`` applied in turn, then ``norm`` if given.
+
+    ``src`` is checked here, so a wrong shape is reported by the stack (not by its first layer) when the
+    layer has a ``d_model`` (as ``TransformerEncoderLayer`` does).
+    """
 
     def __init__(self, encoder_layer, num_layers, norm=None):
         super().__init__()
         self.layers = _clones("TransformerEncoder", encoder_layer, num_layers)
         self.num_layers = num_layers
         self.norm = norm
+        self.d_model = getattr(encoder_layer, "d_model", None)
+        self.batch_first = getattr(encoder_layer, "batch_first", False)
 
     def forward(self, src, mask=None, src_key_padding_mask=None, is_causal=None):
+        if self.d_model is not None:
+            _check_input("TransformerEncoder", "src", src, self.d_model, self.batch_first)
         output = src
         for layer in self.layers:
             output = layer(output, src_mask=mask, src_key_padding_mask=src_key_padding_mask, is_causal=bool(is_causal))
@@ -190,17 +218,22 @@ class TransformerEncoder(Module):
 
 
 class TransformerDecoder(Module):
-    """``num_layers`` deep copies of ``decoder_layer`` applied in turn (each attending to ``memory``),
-    then ``norm`` if given."""
+    """``num_layers`` (at least 1) deep copies of ``decoder_layer`` applied in turn (each attending to
+    ``memory``), then ``norm`` if given. ``tgt`` and ``memory`` are checked by the stack, as in
+    :class:`TransformerEncoder`."""
 
     def __init__(self, decoder_layer, num_layers, norm=None):
         super().__init__()
         self.layers = _clones("TransformerDecoder", decoder_layer, num_layers)
         self.num_layers = num_layers
         self.norm = norm
+        self.d_model = getattr(decoder_layer, "d_model", None)
+        self.batch_first = getattr(decoder_layer, "batch_first", False)
 
     def forward(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
                 memory_key_padding_mask=None, tgt_is_causal=None, memory_is_causal=False):
+        if self.d_model is not None:
+            _check_pair("TransformerDecoder", ("tgt", "memory"), tgt, memory, self.d_model, self.batch_first)
         output = tgt
         for layer in self.layers:
             output = layer(output, memory, tgt_mask=tgt_mask, memory_mask=memory_mask,
@@ -227,6 +260,10 @@ class Transformer(Module):
                  dropout=0.1, activation="relu", custom_encoder=None, custom_decoder=None, layer_norm_eps=1e-5,
                  batch_first=False, norm_first=False, bias=True, dtype=None, device=None):
         super().__init__()
+        if custom_encoder is None:
+            _check_count("Transformer", "num_encoder_layers", num_encoder_layers)
+        if custom_decoder is None:
+            _check_count("Transformer", "num_decoder_layers", num_decoder_layers)
         kw = dict(dtype=dtype, device=device)
         layer_args = (d_model, nhead, dim_feedforward, dropout, activation, layer_norm_eps, batch_first, norm_first,
                       bias)
@@ -253,19 +290,7 @@ class Transformer(Module):
     def forward(self, src, tgt, src_mask=None, tgt_mask=None, memory_mask=None, src_key_padding_mask=None,
                 tgt_key_padding_mask=None, memory_key_padding_mask=None, src_is_causal=None, tgt_is_causal=None,
                 memory_is_causal=False):
-        _check_input("Transformer", "src", src, self.d_model, self.batch_first)
-        _check_input("Transformer", "tgt", tgt, self.d_model, self.batch_first)
-        if src.ndim != tgt.ndim:
-            raise ValueError(
-                f"Transformer: src and tgt must both be batched or both unbatched, got shapes {tuple(src.shape)} "
-                f"and {tuple(tgt.shape)}"
-            )
-        batch_axis = 0 if self.batch_first else 1
-        if src.ndim == 3 and src.shape[batch_axis] != tgt.shape[batch_axis]:
-            raise ValueError(
-                f"Transformer: src and tgt must have the same batch size (dimension {batch_axis}), got shapes "
-                f"{tuple(src.shape)} and {tuple(tgt.shape)}"
-            )
+        _check_pair("Transformer", ("src", "tgt"), src, tgt, self.d_model, self.batch_first)
         memory = self.encoder(src, mask=src_mask, src_key_padding_mask=src_key_padding_mask, is_causal=src_is_causal)
         return self.decoder(tgt, memory, tgt_mask=tgt_mask, memory_mask=memory_mask,
                             tgt_key_padding_mask=tgt_key_padding_mask,
