@@ -7,7 +7,6 @@ otherwise), read back memory-mapped, so a corpus larger than memory still works.
 """
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import numpy as np
 
 from tinylm.data.tokenizers import BPETokenizer, CharTokenizer, Tokenizer, WordTokenizer, load_tokenizer
 from tinylm.errors import DataError
+from tinylm.files import write_atomically
 
 TOKENIZERS = ("char", "word", "bpe")
 DEFAULT_VOCAB_SIZE = {"word": 10_000, "bpe": 1_000}
@@ -63,12 +63,6 @@ class Prepared:
     meta: dict
 
 
-def _write_atomically(path, write):
-    temporary = path.with_name(path.name + ".tmp")
-    write(temporary)
-    os.replace(temporary, path)
-
-
 def prepare(data, out_dir, tokenizer="char", vocab_size=None, val_fraction=0.1):
     """Encode the text file ``data`` into ``out_dir``; return the ``Prepared`` result."""
     if not 0.0 < val_fraction < 1.0:
@@ -88,7 +82,7 @@ def prepare(data, out_dir, tokenizer="char", vocab_size=None, val_fraction=0.1):
     for name, part in (("train", train_text), ("val", val_text)):
         ids = np.asarray(tok.encode(part), dtype=dtype)
         counts[name] = int(ids.size)
-        _write_atomically(out / f"{name}.bin", ids.tofile)
+        write_atomically(out / f"{name}.bin", ids.tofile)
     tok.save(out / "tokenizer.json")
     meta = {
         "format": "tinylm-tokens",
@@ -100,7 +94,7 @@ def prepare(data, out_dir, tokenizer="char", vocab_size=None, val_fraction=0.1):
         "train_tokens": counts["train"],
         "val_tokens": counts["val"],
     }
-    _write_atomically(out / "meta.json", lambda p: p.write_text(json.dumps(meta, indent=2)))
+    write_atomically(out / "meta.json", lambda p: p.write_text(json.dumps(meta, indent=2)))
     return load_prepared(out)
 
 

@@ -14,26 +14,16 @@ a weights file that does not match its record is reported, never loaded.
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from tinylm.errors import CheckpointError
+from tinylm.files import write_atomically
 
 FORMAT = "tinylm-checkpoint"
 VERSION = 1
 RECORD = "ckpt.json"
-
-
-def _write_durably(path, data):
-    """Write bytes to ``path`` through a temporary file, flushed to disk, renamed into place."""
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "wb") as file:
-        file.write(data)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
 
 
 def _optimizer_arrays(optimizer_state):
@@ -62,9 +52,9 @@ def save_checkpoint(directory, model_state, record, optimizer_state=None):
         arrays.update({name: np.ascontiguousarray(value) for name, value in optimizer_arrays.items()})
     payload = save(arrays)
     weights = f"ckpt-{int(record['step']):08d}.safetensors"
-    _write_durably(directory / weights, payload)
+    write_atomically(directory / weights, lambda temporary: temporary.write_bytes(payload))
     document["weights"] = {"file": weights, "bytes": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}
-    _write_durably(directory / RECORD, json.dumps(document, indent=2).encode())
+    write_atomically(directory / RECORD, lambda temporary: temporary.write_text(json.dumps(document, indent=2)))
     for stale in directory.glob("ckpt-*.safetensors"):
         if stale.name != weights:
             stale.unlink()

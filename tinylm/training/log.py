@@ -6,8 +6,9 @@ evaluation lines hold ``step``, ``train_loss``, ``val_loss``, ``perplexity`` and
 """
 
 import json
-import os
 from pathlib import Path
+
+from tinylm.files import write_atomically
 
 
 class TrainingLog:
@@ -47,7 +48,6 @@ class TrainingLog:
         axes.grid(alpha=0.3)
         axes.legend()
         figure.tight_layout()
-        temporary = self.png.with_name("loss.tmp.png")
-        figure.savefig(temporary, dpi=100)
+        # format: the temporary name's suffix is .tmp, not .png
+        write_atomically(self.png, lambda temporary: figure.savefig(temporary, dpi=100, format="png"))
         pyplot.close(figure)
-        os.replace(temporary, self.png)

@@ -21,6 +21,8 @@ from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+from tinylm.files import write_atomically
+
 PathLike = str | os.PathLike
 T = TypeVar("T", bound="Tokenizer")
 
@@ -115,12 +117,9 @@ class Tokenizer(ABC):
         The file is written under a temporary name and renamed into place, so an
         interrupted save never leaves a half-written tokenizer behind.
         """
-        path = Path(path)
-        payload = self.to_payload()
-        tmp = path.with_name(path.name + ".tmp")
         # ensure_ascii keeps any character (even a lone surrogate) writable.
-        tmp.write_text(json.dumps(payload, ensure_ascii=True) + "\n", encoding="ascii")
-        os.replace(tmp, path)
+        text = json.dumps(self.to_payload(), ensure_ascii=True) + "\n"
+        write_atomically(path, lambda temporary: temporary.write_text(text, encoding="ascii"))
 
     def to_payload(self) -> dict[str, Any]:
         """Everything a tokenizer file holds (type, version and fields), as a JSON-ready dict."""
