@@ -150,12 +150,22 @@ def _loaded_openblas():
     return paths
 
 
+# (names) -> (path, function) once found: reading /proc/self/maps takes ~2 ms where
+# torch is loaded, and generate() asks three times per call. A library that is
+# not loaded yet is looked for again next time.
+_found_blas_functions = {}
+
+
 def _blas_function(names):
+    found = _found_blas_functions.get(names)
+    if found is not None:
+        return found
     for path in _loaded_openblas():
         library = ctypes.CDLL(path)
         for name in names:
             function = getattr(library, name, None)
             if function is not None:
+                _found_blas_functions[names] = path, function
                 return path, function
     return None, None
 
