@@ -95,7 +95,7 @@ def _tinylm_worker(config, steps, warmup, threads):
         result = {}
         for use_cache in (True, False):
             seconds = _median_step_seconds(
-                lambda: model.generate(prompt, SAMPLE_TOKENS, top_k=None, use_cache=use_cache), steps, warmup)
+                lambda: model.generate(prompt, SAMPLE_TOKENS, use_cache=use_cache), steps, warmup)
             result["cache" if use_cache else "no_cache"] = seconds
         return result
     optimizer = AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.99), weight_decay=0.1)
@@ -192,22 +192,26 @@ def torch_available():
 
 
 def rows_for(config, tinylm_runs, torch_runs):
-    """Table rows (name, tinylm seconds, torch seconds or None, tokens per unit, flops, rss pair)."""
+    """Table rows (name, tinylm seconds, torch seconds or None, tokens per unit, flops or None, rss pair)."""
     def med(runs, key):
         return statistics.median(run[key] for run in runs) if runs else None
 
     rss = (med(tinylm_runs, "peak_rss_mb"), med(torch_runs, "peak_rss_mb"))
+
+    def row(name, key, tokens, flops=None):
+        return name, med(tinylm_runs, key), med(torch_runs, key), tokens, flops, rss
+
     if config == "sample":
-        return [
-            ("GPT sample 256, KV cache", med(tinylm_runs, "cache"), med(torch_runs, "cache"), SAMPLE_TOKENS, None, rss),
-            ("GPT sample 256, no cache", med(tinylm_runs, "no_cache"), med(torch_runs, "no_cache"), SAMPLE_TOKENS,
-             None, rss),
-        ]  # fmt: skip
+        return [row("GPT sample 256, KV cache", "cache", SAMPLE_TOKENS),
+                row("GPT sample 256, no cache", "no_cache", SAMPLE_TOKENS)]  # fmt: skip
     if config == "gpt":
-        return [("GPT train step", med(tinylm_runs, "step"), med(torch_runs, "step"),
-                 GPT_BATCH * GPT_SHAPE["block_size"], gpt_training_flops(), rss)]  # fmt: skip
-    return [(f"{config.upper()} LM train step", med(tinylm_runs, "step"), med(torch_runs, "step"),
-             RNN_BATCH * RNN_LENGTH, rnn_training_flops(config), rss)]  # fmt: skip
+        return [row("GPT train step", "step", GPT_BATCH * GPT_SHAPE["block_size"], gpt_training_flops())]
+    return [row(f"{config.upper()} LM train step", "step", RNN_BATCH * RNN_LENGTH, rnn_training_flops(config))]
+
+
+def _cell(value, fmt, width):
+    """``value`` right-aligned in ``width`` columns, or a dash for a figure that is missing."""
+    return f"{'-':>{width}}" if value is None else f"{value:>{width}{fmt}}"
 
 
 def print_table(rows, threads, gflops):
@@ -217,15 +221,13 @@ def print_table(rows, threads, gflops):
               f"{'speed ratio':>12}{'GFLOP/s':>9}{'RSS MB':>8}{'torch RSS':>10}{'RSS ratio':>10}")  # fmt: skip
     print(header)
     for name, ours, theirs, tokens, flops, (rss_ours, rss_theirs) in rows:
-        def cell(value, fmt, width):
-            return f"{'-':>{width}}" if value is None else f"{value:>{width}{fmt}}"
-
+        # `theirs and ...`: no PyTorch figures without torch, so those cells get a dash
         print(
-            f"{name:<28}{cell(ours * 1e3, '.1f', 10)}{cell(theirs and theirs * 1e3, '.1f', 10)}"
-            f"{cell(tokens / ours, ',.0f', 14)}{cell(theirs and tokens / theirs, ',.0f', 13)}"
-            f"{cell(theirs and theirs / ours, '.2f', 12)}{cell(flops and flops / ours / 1e9, '.1f', 9)}"
-            f"{cell(rss_ours, '.0f', 8)}{cell(rss_theirs, '.0f', 10)}"
-            f"{cell(rss_theirs and rss_ours / rss_theirs, '.2f', 10)}"
+            f"{name:<28}{_cell(ours * 1e3, '.1f', 10)}{_cell(theirs and theirs * 1e3, '.1f', 10)}"
+            f"{_cell(tokens / ours, ',.0f', 14)}{_cell(theirs and tokens / theirs, ',.0f', 13)}"
+            f"{_cell(theirs and theirs / ours, '.2f', 12)}{_cell(flops and flops / ours / 1e9, '.1f', 9)}"
+            f"{_cell(rss_ours, '.0f', 8)}{_cell(rss_theirs, '.0f', 10)}"
+            f"{_cell(rss_theirs and rss_ours / rss_theirs, '.2f', 10)}"
         )
     print("speed ratio = tinylm tokens/s over PyTorch's (above 1: tinylm is faster); RSS ratio = tinylm over PyTorch")
 
