@@ -138,6 +138,9 @@ def make_cases(dtype, rng):
     for approximate in ("none", "tanh"):
         fwd = lambda be, a=approximate: (lambda: kernel("gelu_forward", be)(x, a))
         bwd = lambda be, a=approximate: (lambda: kernel("gelu_backward", be)(dy, x, a))
+        fwd_slope = lambda be, a=approximate: (lambda: kernel("gelu_forward_with_grad", be)(x, a))
+        slope = kernel("gelu_forward_with_grad", "numpy")(x, approximate)[1]
+        bwd_slope = lambda be, s=slope: (lambda: dy * s)  # the op's backward after gelu_forward_with_grad
         bfwd = lambda be, a=approximate: (lambda: kernel("bias_gelu_forward", be)(x, bias, a))
         bbwd = lambda be, a=approximate: (lambda: kernel("bias_gelu_backward", be)(dy, x, bias, a))
         # the unfused pair, to see whether fusing the bias pays: NumPy add + the same GELU kernel
@@ -161,6 +164,8 @@ def make_cases(dtype, rng):
             )
         cases.append((f"gelu_forward ({approximate})", "768x512", fwd, torch_fwd))
         cases.append((f"gelu_backward ({approximate})", "768x512", bwd, torch_bwd))
+        cases.append((f"gelu_forward_with_grad ({approximate})", "768x512", fwd_slope, None))
+        cases.append((f"  its backward: dy * slope ({approximate})", "768x512", bwd_slope, None))
         cases.append((f"bias_gelu_forward ({approximate})", "768x512", bfwd, torch_bfwd))
         cases.append((f"  unfused: x+b, gelu ({approximate})", "768x512", unfused_fwd, None))
         cases.append((f"bias_gelu_backward ({approximate})", "768x512", bbwd, torch_bbwd))

@@ -11,7 +11,7 @@ registry::
     forward = kernel_for("layernorm_forward", x)          # by x's device
 
 Kernels: cross_entropy_forward/backward, layernorm_forward/backward,
-gelu_forward/backward, bias_gelu_forward/backward,
+gelu_forward/backward, gelu_forward_with_grad, bias_gelu_forward/backward,
 attention_softmax_forward/backward, lstm_cell_forward/backward,
 gru_cell_forward/backward, adamw_update (see ``KERNELS``).
 

@@ -10,8 +10,12 @@ Tanh approximation (``approximate="tanh"``), with ``u = sqrt(2/pi) * (x + 0.0447
     y     = 0.5 * x * (1 + tanh(u))
     dy/dx = 0.5 * (1 + tanh(u)) + 0.5 * x * (1 - tanh(u)**2) * sqrt(2/pi) * (1 + 3 * 0.044715 x**2)
 
-The backward recomputes these from the saved input ``x``: no extra array is
-kept by the forward.
+``gelu_backward`` recomputes dy/dx from the saved input ``x``. Training uses
+``gelu_forward_with_grad`` instead, which returns ``(y, dy/dx)`` from one pass:
+the erf (or tanh) it evaluates for ``y`` is half of dy/dx, so the backward is
+left with one multiplication, ``dy * dy/dx``, and the slope takes the place of
+``x`` among the saved arrays (the same memory). Measured at 768 x 512 float32
+(2 threads, ``benchmarks/bench_kernels.py --only gelu``): SLOPE_FIGURES.
 
 Also here: ``bias_gelu_forward(x (N, C), bias (C,))`` = ``gelu(x + bias)`` and its
 backward, which returns ``(dx, dbias)``, with the bias add (and the bias
@@ -87,6 +91,12 @@ def gelu_forward_reference(x, approximate="none"):
     """GELU of an array of any shape, in its dtype."""
     _check("gelu_forward", x, approximate)
     return _gelu_reference(x, approximate)
+
+
+def gelu_forward_with_grad_reference(x, approximate="none"):
+    """``(gelu(x), gelu'(x))``, both shaped like ``x``."""
+    _check("gelu_forward_with_grad", x, approximate)
+    return _gelu_reference(x, approximate), _gelu_grad_reference(x, approximate)
 
 
 def gelu_backward_reference(dy, x, approximate="none"):
@@ -166,6 +176,36 @@ def _gelu_grad_block(dy, x, dx, use_tanh, tmp1, tmp2):
 
 
 @jit
+def _gelu_and_grad_block(x, y, slope, use_tanh, tmp):
+    """``y = gelu(x)`` and ``slope = gelu'(x)`` for 1-D arrays; ``tmp`` is scratch."""
+    n = x.shape[0]
+    arg = tmp[:n]
+    dtype = x.dtype.type
+    half, one = dtype(0.5), dtype(1)
+    if use_tanh:
+        for k in range(n):
+            v = x[k]
+            arg[k] = dtype(_SQRT_2_OVER_PI) * (v + dtype(_TANH_CUBIC) * v * v * v)
+        tanh_into(arg, y)  # y holds tanh(u) until the last loop
+        for k in range(n):
+            v, t = x[k], y[k]
+            du = dtype(_SQRT_2_OVER_PI) * (one + dtype(3 * _TANH_CUBIC) * v * v)
+            slope[k] = half * (one + t) + half * v * (one - t * t) * du
+            y[k] = half * v * (one + t)
+    else:
+        for k in range(n):
+            arg[k] = x[k] * dtype(_INV_SQRT_2)
+        erf_into(arg, y)  # y holds erf(x / sqrt 2) until the last loop
+        for k in range(n):
+            arg[k] = -half * x[k] * x[k]
+        exp_into(arg, slope)  # the normal density, up to 1/sqrt(2 pi)
+        for k in range(n):
+            v, cdf = x[k], half * (one + y[k])
+            slope[k] = cdf + v * dtype(_INV_SQRT_2PI) * slope[k]
+            y[k] = v * cdf
+
+
+@jit
 def _forward_span(x, use_tanh, y, start, stop):
     tmp = np.empty(_BLOCK, x.dtype)
     for begin in range(start, stop, _BLOCK):
@@ -182,6 +222,14 @@ def _backward_span(dy, x, use_tanh, dx, start, stop):
         _gelu_grad_block(dy[begin:end], x[begin:end], dx[begin:end], use_tanh, tmp1, tmp2)
 
 
+@jit
+def _forward_with_grad_span(x, use_tanh, y, slope, start, stop):
+    tmp = np.empty(_BLOCK, x.dtype)
+    for begin in range(start, stop, _BLOCK):
+        end = min(begin + _BLOCK, stop)
+        _gelu_and_grad_block(x[begin:end], y[begin:end], slope[begin:end], use_tanh, tmp)
+
+
 @jit(parallel=True)
 def _forward_parallel(x, use_tanh, y, n_chunks):
     for chunk in prange(n_chunks):
@@ -196,6 +244,13 @@ def _backward_parallel(dy, x, use_tanh, dx, n_chunks):
         _backward_span(dy, x, use_tanh, dx, start, stop)
 
 
+@jit(parallel=True)
+def _forward_with_grad_parallel(x, use_tanh, y, slope, n_chunks):
+    for chunk in prange(n_chunks):
+        start, stop = chunk_bounds(x.shape[0], n_chunks, chunk)
+        _forward_with_grad_span(x, use_tanh, y, slope, start, stop)
+
+
 def gelu_forward_numba(x, approximate="none"):
     """Numba version of :func:`gelu_forward_reference`."""
     _check("gelu_forward", x, approximate)
@@ -207,6 +262,19 @@ def gelu_forward_numba(x, approximate="none"):
     else:
         _forward_span(flat, use_tanh, y, 0, flat.size)
     return y.reshape(x.shape)
+
+
+def gelu_forward_with_grad_numba(x, approximate="none"):
+    """Numba version of :func:`gelu_forward_with_grad_reference`."""
+    _check("gelu_forward_with_grad", x, approximate)
+    flat = np.ascontiguousarray(x).reshape(-1)
+    y, slope = np.empty_like(flat), np.empty_like(flat)
+    use_tanh = approximate == "tanh"
+    if use_parallel(flat.size, transcendental=True):
+        _forward_with_grad_parallel(flat, use_tanh, y, slope, chunk_count(flat.size))
+    else:
+        _forward_with_grad_span(flat, use_tanh, y, slope, 0, flat.size)
+    return y.reshape(x.shape), slope.reshape(x.shape)
 
 
 def gelu_backward_numba(dy, x, approximate="none"):
@@ -332,6 +400,14 @@ def _forward_cuda_kernel(x, use_tanh, y):
 
 
 @cuda.jit
+def _forward_with_grad_cuda_kernel(x, use_tanh, y, slope):
+    k = cuda.grid(1)
+    if k < x.shape[0]:
+        y[k] = _cuda_gelu_value(x[k], use_tanh)
+        slope[k] = _cuda_gelu_grad(x[k], use_tanh)
+
+
+@cuda.jit
 def _backward_cuda_kernel(dy, x, use_tanh, dx):
     k = cuda.grid(1)
     if k < x.shape[0]:
@@ -379,6 +455,18 @@ def gelu_forward_cuda(x, approximate="none"):
         blocks, threads = elementwise_launch(flat.size)
         _forward_cuda_kernel[blocks, threads](flat, approximate == "tanh", y)
     return y.reshape(x.shape)
+
+
+def gelu_forward_with_grad_cuda(x, approximate="none"):
+    """CUDA version of :func:`gelu_forward_with_grad_reference` (CuPy arrays in and out)."""
+    _check("gelu_forward_with_grad", x, approximate)
+    xp = array_module(x)
+    flat = xp.ascontiguousarray(x).reshape(-1)
+    y, slope = xp.empty_like(flat), xp.empty_like(flat)
+    if flat.size:
+        blocks, threads = elementwise_launch(flat.size)
+        _forward_with_grad_cuda_kernel[blocks, threads](flat, approximate == "tanh", y, slope)
+    return y.reshape(x.shape), slope.reshape(x.shape)
 
 
 def gelu_backward_cuda(dy, x, approximate="none"):

@@ -27,6 +27,7 @@ _MODULES = {
     "layernorm_forward": "layernorm",
     "layernorm_backward": "layernorm",
     "gelu_forward": "gelu",
+    "gelu_forward_with_grad": "gelu",
     "gelu_backward": "gelu",
     "bias_gelu_forward": "gelu",
     "bias_gelu_backward": "gelu",

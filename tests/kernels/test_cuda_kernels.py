@@ -79,6 +79,7 @@ def test_gelu(approximate):
     bias = rng.standard_normal(5)
     _compare("gelu_forward", (x, approximate))
     _compare("gelu_backward", (dy, x, approximate))
+    _compare("gelu_forward_with_grad", (x, approximate))
     _compare("bias_gelu_forward", (x, bias, approximate))
     _compare("bias_gelu_backward", (dy, x, bias, approximate))
 

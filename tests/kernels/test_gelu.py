@@ -36,6 +36,18 @@ def test_numba_matches_reference(arrays, approximate):
         assert_close(actual, expected, scale=12, err_msg=name)
 
 
+@given(arrays=_arrays(), approximate=st.sampled_from(APPROXIMATIONS))
+def test_forward_with_grad_is_forward_and_slope(arrays, approximate):
+    # The slope is gelu'(x): the backward of a unit gradient.
+    x, _ = arrays
+    ones = np.ones_like(x)
+    for backend in ("numpy", "numba"):
+        y, slope = get_kernel("gelu_forward_with_grad", backend)(x, approximate)
+        assert y.shape == slope.shape == x.shape and y.dtype == slope.dtype == x.dtype
+        assert_close(y, get_kernel("gelu_forward", "numpy")(x, approximate), scale=12, err_msg=backend)
+        assert_close(slope, get_kernel("gelu_backward", "numpy")(ones, x, approximate), scale=12, err_msg=backend)
+
+
 @given(
     n=st.integers(1, 7),
     c=st.integers(1, 40),
@@ -63,6 +75,7 @@ def test_parallel_drivers_match_reference(approximate):
     expected = (
         get_kernel("gelu_forward", "numpy")(x, approximate),
         get_kernel("gelu_backward", "numpy")(dy, x, approximate),
+        *get_kernel("gelu_forward_with_grad", "numpy")(x, approximate),
         get_kernel("bias_gelu_forward", "numpy")(x, bias, approximate),
         *get_kernel("bias_gelu_backward", "numpy")(dy, x, bias, approximate),
     )
@@ -72,6 +85,7 @@ def test_parallel_drivers_match_reference(approximate):
         actual = (
             get_kernel("gelu_forward", "numba")(x, approximate),
             get_kernel("gelu_backward", "numba")(dy, x, approximate),
+            *get_kernel("gelu_forward_with_grad", "numba")(x, approximate),
             get_kernel("bias_gelu_forward", "numba")(x, bias, approximate),
             *get_kernel("bias_gelu_backward", "numba")(dy, x, bias, approximate),
         )
