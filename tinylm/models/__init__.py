@@ -1,9 +1,12 @@
 """Language models: ``GPT`` (a transformer decoder, nanoGPT's design) and ``RNNLM`` (RNN, LSTM or GRU).
 
 Both are called as ``model(idx, targets=None) -> (logits, loss)`` and sample
-with ``model.generate(idx, max_new_tokens, temperature, top_k, top_p)``.
+with ``model.generate(idx, max_new_tokens, temperature, top_k, top_p)``. ``GPTDecoder``
+runs a GPT one position at a time on its parameter arrays (what ``GPT.generate``
+uses with its cache).
 """
 
+from tinylm.models.decoding import GPTDecoder
 from tinylm.models.gpt import GPT, GPTConfig
 
 
@@ -19,4 +22,4 @@ def build_model(settings):
     return RNNLM(RNNLMConfig(cell=kind, **settings))
 
 
-__all__ = ["GPT", "GPTConfig", "build_model"]
+__all__ = ["GPT", "GPTConfig", "GPTDecoder", "build_model"]

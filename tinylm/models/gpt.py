@@ -16,9 +16,9 @@ import numpy as np
 import tinylm
 from tinylm import nn
 from tinylm.kernels.threads import blas_threads_at_most
+from tinylm.models.decoding import GPTDecoder
 from tinylm.models.sampling import check_sampling, next_tokens
 from tinylm.nn import functional as F
-from tinylm.nn.layers.attention import KVCache
 from tinylm.ops.fused.attention import scaled_dot_product_attention
 
 
@@ -147,36 +147,39 @@ class GPT(nn.Module):
         """Extend ``idx`` (B, T) by ``max_new_tokens`` sampled tokens; returns (B, T + new) int64.
 
         The model sees at most ``block_size`` tokens. When the context is full it
-        restarts from its last ``block_size // 2`` tokens; with ``use_cache`` the
-        keys and values of the context are kept (one ``KVCache`` per layer) so
-        each new token costs one position, and the restart re-reads the kept
-        tokens once. Without the cache every step recomputes the same context,
-        so both give the same tokens for the same seed.
+        restarts from its last ``block_size // 2`` tokens. With ``use_cache`` a
+        ``GPTDecoder`` (tinylm.models.decoding) runs the model on its parameter
+        arrays, without Tensors, and keeps the keys and values of the context, so
+        each new token costs one position; a restart re-reads the kept tokens
+        once. Without the cache every step runs ``forward`` over the whole
+        context. Both compute the same logits (to rounding), so they give the
+        same tokens for the same seed.
         """
         check_sampling(temperature, top_k, top_p)
         was_training = self.training
         self.eval()
-        tokens = np.asarray(idx.numpy(), dtype=np.int64)
-        block = self.config.block_size
-        context_start = max(0, tokens.shape[1] - block)
-        caches = [KVCache(block) for _ in self.transformer.h] if use_cache else None
-        fed = context_start  # tokens[:, context_start:fed] are in the caches
-        for _ in range(max_new_tokens):
-            if tokens.shape[1] - context_start > block:
-                context_start = tokens.shape[1] - block // 2
-                if caches:
-                    for cache in caches:
-                        cache.reset()
-                    fed = context_start
-            if caches:
-                new = tinylm.tensor(tokens[:, fed:], device=idx.device)
-                logits, _ = self(new, caches=caches)
-                fed = tokens.shape[1]
-            else:
-                logits, _ = self(tinylm.tensor(tokens[:, context_start:], device=idx.device))
-            chosen = next_tokens(logits[:, -1, :], temperature, top_k, top_p)
-            tokens = np.concatenate([tokens, chosen[:, None]], axis=1)
-        self.train(was_training)
+        try:
+            tokens = np.asarray(idx.numpy(), dtype=np.int64)
+            block = self.config.block_size
+            context_start = max(0, tokens.shape[1] - block)
+            decoder = GPTDecoder(self) if use_cache else None
+            fed = context_start  # tokens[:, context_start:fed] are stored in the decoder
+            for _ in range(max_new_tokens):
+                if tokens.shape[1] - context_start > block:
+                    context_start = tokens.shape[1] - block // 2
+                    if decoder is not None:
+                        decoder.reset()
+                        fed = context_start
+                if decoder is not None:
+                    logits = decoder.feed(tokens[:, fed:])  # (B, vocab): the last position's
+                    fed = tokens.shape[1]
+                else:
+                    logits, _ = self(tinylm.tensor(tokens[:, context_start:], device=idx.device))
+                    logits = logits[:, -1, :]
+                chosen = next_tokens(logits, temperature, top_k, top_p)
+                tokens = np.concatenate([tokens, chosen[:, None]], axis=1)
+        finally:
+            self.train(was_training)
         return tinylm.tensor(tokens, device=idx.device)
 
     def config_dict(self):
