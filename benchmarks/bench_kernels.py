@@ -165,7 +165,7 @@ def make_cases(dtype, rng):
         cases.append((f"gelu_forward ({approximate})", "768x512", fwd, torch_fwd))
         cases.append((f"gelu_backward ({approximate})", "768x512", bwd, torch_bwd))
         cases.append((f"gelu_forward_with_grad ({approximate})", "768x512", fwd_slope, None))
-        cases.append((f"  its backward: dy * slope ({approximate})", "768x512", bwd_slope, None))
+        cases.append((f"  then gelu backward as dy * slope ({approximate})", "768x512", bwd_slope, None))
         cases.append((f"bias_gelu_forward ({approximate})", "768x512", bfwd, torch_bfwd))
         cases.append((f"  unfused: x+b, gelu ({approximate})", "768x512", unfused_fwd, None))
         cases.append((f"bias_gelu_backward ({approximate})", "768x512", bbwd, torch_bbwd))
