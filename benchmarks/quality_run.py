@@ -1,0 +1,81 @@
+"""nanoGPT's CPU run of Shakespeare-char, with tinylm: wall time, final val loss, a sample.
+
+    python benchmarks/quality_run.py                      # one run, seed 1337 (the default)
+    python benchmarks/quality_run.py --seeds 1337 1 2 3   # the spread over seeds
+
+Each run is the command a user would type, ``tinylm train --max-iters 2000``
+(tinylm's defaults are nanoGPT's settings: 4 layers, 4 heads, 128 wide,
+block 64, batch 12, AdamW, lr 1e-3 cosine to 1e-4, 20 evaluation batches
+every 250 steps), timed from the outside, so start-up, evaluations and
+checkpoints are in the wall time. The figures come from the run's own
+``log.jsonl``. After the runs it samples 300 characters from the first one.
+
+nanoGPT itself, on the 2-core development machine with its README's CPU
+command: val loss 1.886 in 2 min 38 s (158 s).
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+NANOGPT_VAL_LOSS, NANOGPT_WALL_S = 1.886, 158.0
+
+
+def run_training(out, seed, max_iters, threads):
+    command = ["tinylm", "train", "--max-iters", str(max_iters), "--seed", str(seed), "--out", str(out),
+               "--quiet", "--overwrite"]
+    if threads:
+        command += ["--threads", str(threads)]
+    start = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    evaluations = [record for record in map(json.loads, (out / "log.jsonl").read_text().splitlines())
+                   if "val_loss" in record]
+    return dict(seed=seed, wall_s=wall, final_val_loss=evaluations[-1]["val_loss"],
+                best_val_loss=min(record["val_loss"] for record in evaluations), final_step=evaluations[-1]["step"])
+
+
+def sample(out, n_chars, seed):
+    command = ["tinylm", "sample", "--ckpt", str(out), "--prompt", "ROMEO:", "--max-new-tokens", str(n_chars),
+               "--seed", str(seed)]
+    return subprocess.run(command, check=True, capture_output=True, text=True).stdout
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1337])
+    parser.add_argument("--max-iters", type=int, default=2000)
+    parser.add_argument("--threads", type=int, default=0, help="0: tinylm's default")
+    parser.add_argument("--out", default="runs/quality", help="one subdirectory per seed")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    args = parser.parse_args()
+
+    results = []
+    for seed in args.seeds:
+        out = Path(args.out) / f"seed-{seed}"
+        results.append(run_training(out, seed, args.max_iters, args.threads))
+        if not args.json:
+            r = results[-1]
+            print(f"seed {seed:>5}: {r['wall_s']:6.1f} s wall, val loss {r['final_val_loss']:.4f} at step "
+                  f"{r['final_step']} (best {r['best_val_loss']:.4f})", flush=True)
+    text = sample(Path(args.out) / f"seed-{args.seeds[0]}", 300, seed=1)
+    if args.json:
+        print(json.dumps(dict(runs=results, sample=text, cpu_count=os.cpu_count()), indent=2))
+        return
+    if len(results) > 1:
+        losses = [r["final_val_loss"] for r in results]
+        walls = [r["wall_s"] for r in results]
+        print(f"over {len(results)} seeds: val loss median {statistics.median(losses):.4f}, "
+              f"min {min(losses):.4f}, max {max(losses):.4f}; wall median {statistics.median(walls):.1f} s")
+    print(f"nanoGPT on the development machine: val loss {NANOGPT_VAL_LOSS} in {NANOGPT_WALL_S:.0f} s")
+    print(f"\nsample (seed {args.seeds[0]} run, `tinylm sample --prompt ROMEO: --max-new-tokens 300 --seed 1`):")
+    print(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
