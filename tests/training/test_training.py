@@ -149,3 +149,21 @@ def test_the_log_records_evaluations_and_training_steps(corpus, tmp_path):
     assert [e["step"] for e in steps] == list(range(1, 13))
     assert all(e["perplexity"] == pytest.approx(np.exp(e["val_loss"])) for e in evals)
     assert all(e["tokens_per_second"] > 0 for e in steps)
+
+
+@pytest.mark.parametrize("model", ["gpt", "lstm"])
+def test_evaluation_in_groups_is_the_mean_of_the_batch_losses(corpus, tmp_path, model, monkeypatch):
+    # 7 batches: passes of 5 and 2, against nanoGPT's one batch per forward, from the same draws
+    from tinylm import random
+    from tinylm.training import trainer as trainer_module
+
+    config = _config(corpus, tmp_path / "run", model=model, dtype="float64", eval_iters=7)
+    trainer = Trainer(config, progress=False)
+    state = random.get_rng_state()
+    grouped = trainer_module.estimate_loss(trainer.model, trainer.data, config, 7)
+    random.set_rng_state(state)
+    monkeypatch.setattr(trainer_module, "EVAL_BATCHES_PER_PASS", 1)
+    one_by_one = trainer_module.estimate_loss(trainer.model, trainer.data, config, 7)
+    assert grouped.keys() == one_by_one.keys() == {"train", "val"}
+    for split in grouped:
+        assert grouped[split] == pytest.approx(one_by_one[split], rel=1e-12)
