@@ -39,6 +39,9 @@ BLOCK, BATCH, STEPS, WARMUP, LR, MIN_LR = 64, 12, 2000, 100, 1e-3, 1e-4
 EVAL_INTERVAL, EVAL_BATCHES = 250, 20
 
 
+# The schedule, the vocabulary and the evaluation are written out here rather
+# than taken from tinylm (warmup_cosine, CharTokenizer, estimate_loss): a
+# reference that shared tinylm's code would share its mistakes too.
 def learning_rate(step):
     if step < WARMUP:
         return LR * (step + 1) / (WARMUP + 1)

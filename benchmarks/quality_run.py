@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from tinylm.training.trainer import read_log
+
 NANOGPT_VAL_LOSS, NANOGPT_WALL_S = 1.886, 158.0
 
 
@@ -34,8 +36,7 @@ def run_training(out, seed, max_iters, threads):
     start = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - start
-    evaluations = [record for record in map(json.loads, (out / "log.jsonl").read_text().splitlines())
-                   if "val_loss" in record]
+    evaluations = [record for record in read_log(out) if "val_loss" in record]
     return dict(seed=seed, wall_s=wall, final_val_loss=evaluations[-1]["val_loss"],
                 best_val_loss=min(record["val_loss"] for record in evaluations), final_step=evaluations[-1]["step"])
 
