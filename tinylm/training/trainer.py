@@ -106,8 +106,8 @@ def estimate_loss(model, data, config, batches):
         total = 0.0
         for start in range(0, batches, EVAL_BATCHES_PER_PASS):
             group = drawn[start : start + EVAL_BATCHES_PER_PASS]
-            x, y = (tinylm.cat([pair[i] for pair in group]) for i in (0, 1))
-            total += model(x, y)[1].item() * len(group)
+            inputs, targets = zip(*group)
+            total += model(tinylm.cat(list(inputs)), tinylm.cat(list(targets)))[1].item() * len(group)
         result[name] = total / batches
     model.train()
     return result
