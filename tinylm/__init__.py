@@ -10,6 +10,7 @@ plotting and checkpoint libraries load when first used.
 import numpy as _np
 
 from tinylm import backend
+from tinylm.memory import keep_freed_memory as _keep_freed_memory
 from tinylm.backend import cuda_is_available
 from tinylm.creation import (
     arange,
@@ -80,3 +81,5 @@ float = float32  # noqa: A001 (the PyTorch name)
 double = float64
 
 __version__ = "0.1.0"
+
+_keep_freed_memory()  # a training step reuses its freed activations' pages (see tinylm/memory.py)
