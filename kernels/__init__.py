@@ -13,7 +13,7 @@ registry::
 Kernels: cross_entropy_forward/backward, layernorm_forward/backward,
 gelu_forward/backward, gelu_forward_with_grad, bias_gelu_forward/backward,
 attention_softmax_forward/backward, lstm_cell_forward/backward,
-gru_cell_forward/backward, adamw_update (see ``KERNELS``).
+gru_cell_forward/backward, adamw_update, gpt_decode_step (see ``KERNELS``).
 
 Importing this package does not import Numba (it would cost a third of a
 second); a kernel's module is imported on the first ``get_kernel`` for it, and

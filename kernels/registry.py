@@ -38,6 +38,7 @@ _MODULES = {
     "gru_cell_forward": "gru_cell",
     "gru_cell_backward": "gru_cell",
     "adamw_update": "adamw",
+    "gpt_decode_step": "gpt_decode",
 }
 
 #: Every kernel name, in a stable order.

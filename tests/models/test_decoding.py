@@ -142,17 +142,24 @@ def test_bad_ids_and_a_changed_batch_are_errors():
         decoder.feed(np.zeros((1, 1), np.int64))
 
 
-def test_the_decoder_reads_the_models_arrays_without_copying_them():
+def test_the_decoder_works_on_a_snapshot_of_the_weights_taken_when_it_is_built():
     model = _model(_config(n_head=2, head_size=4, block=8, bias=True))
     decoder = GPTDecoder(model)
-    assert np.shares_memory(decoder.wte, model.transformer.wte.weight.data)
     tokens = np.array([[1, 2, 3]])
     before = decoder.feed(tokens)
-    model.transformer.h[0].mlp.c_fc.weight.data[...] *= 2  # an in-place change is seen
+    model.transformer.h[0].mlp.c_fc.weight.data[...] *= 2  # a change after the decoder was built...
     decoder.reset()
-    after = decoder.feed(tokens)
+    np.testing.assert_array_equal(decoder.feed(tokens), before)  # ...is not seen by it
+    after = GPTDecoder(model).feed(tokens)  # a new decoder sees it
     assert not np.allclose(before, after)
     np.testing.assert_allclose(after, _full_last_logits(model, tokens), rtol=1e-10, atol=1e-10)
+
+
+def test_layer_norms_with_different_eps_are_refused():
+    model = _model(_config(n_head=2, head_size=4, block=8, bias=True))
+    model.transformer.h[1].ln_2.eps = 1e-6
+    with pytest.raises(ValueError, match=r"share one eps, got \[1e-06, 1e-05\]"):
+        GPTDecoder(model)
 
 
 @pytest.mark.parametrize("bias", [True, False])

@@ -1,37 +1,39 @@
-"""Incremental decoding for ``GPT`` straight on the parameter arrays: no Tensor, no autograd.
+"""Incremental decoding for ``GPT`` with a key/value cache, one fused kernel call per position.
 
 ``GPT.forward`` with key/value caches computes the right thing for one new
-token, but it goes through some 80 Tensor ops per token (``Function.apply``,
-``Module.__call__``, attribute look-ups), and at the sizes of a small GPT that
-Python overhead costs several times the arithmetic itself (17 matrix products
-of one row per token). ``GPTDecoder`` does the same arithmetic on the arrays::
+token, but it goes through some 80 Tensor ops per token, and at the sizes of
+a small GPT their Python overhead costs several times the arithmetic (17
+matrix products of one row per token). ``GPTDecoder`` runs each new position
+through the ``gpt_decode_step`` kernel instead (``tinylm.kernels.gpt_decode``:
+NumPy reference, Numba, CUDA), which does all the layers in one call::
 
     decoder = GPTDecoder(model)
     logits = decoder.feed(prompt)        # prompt (B, T) int64 -> logits of its last position (B, vocab)
     logits = decoder.feed(next_ids)      # (B, 1): the position after those stored, and so on
     decoder.reset()                      # forget the stored positions (a new batch, or a restart)
 
-It computes what ``GPT.forward`` computes in eval mode (no dropout), with the
-same kernels (layer norm, GELU, the attention softmax) and the same matrix
-products (``x @ W.T`` on 2-D rows), so the two agree to rounding. Only the
-last position's logits are returned: they are all that sampling needs, and
-``ln_f`` and the output layer then run on one row per sequence.
+It computes what ``GPT.forward`` computes in eval mode (no dropout) for the
+last position, to rounding. A prompt of T tokens is fed one position at a
+time: with causal attention that is the same computation, and the kernel is
+fast enough that doing the T positions at once would save little.
 
-The decoder keeps references to the model's parameter arrays (no copies),
-taken when it is built: build a new one after the model's parameters are
-replaced (``model.to(...)``, a different device) rather than reusing it.
+The decoder takes a copy of the model's parameters when it is built, laid
+out for the kernel (matrices as (in, out), stacked over the layers): a
+change to the model afterwards is not seen. ``GPT.generate`` builds a new one
+on every call.
 """
 
-import math
+import numpy as np
 
 from tinylm.backend import array_module
+from tinylm.kernels.gpt_decode import pack_gpt_weights
 from tinylm.kernels.registry import kernel_for
 
 
 class GPTDecoder:
-    """Key/value storage for every layer of a ``GPT`` and the forward pass of new positions.
+    """Key/value storage for every layer of a ``GPT`` and the decoding of new positions.
 
-    Storage: per layer, keys and values of shape (B, n_head, block_size,
+    Storage: keys and values of shape (n_layer, B, n_head, block_size,
     head_size) in the model's dtype, allocated by the first ``feed`` of a batch
     (B is known only then) and written in place afterwards. ``len(decoder)`` is
     the number of positions stored, which is also the position of the next one.
@@ -40,28 +42,24 @@ class GPTDecoder:
     def __init__(self, model):
         config = model.config
         transformer = model.transformer
+        if config.n_layer < 1:
+            raise ValueError(f"GPTDecoder: the model needs at least one layer, got n_layer={config.n_layer}")
         self.block_size = config.block_size
         self.n_head = config.n_head
-        self.n_embd = config.n_embd
+        self.n_layer = config.n_layer
         self.head_size = config.n_embd // config.n_head
-        self.wte = transformer.wte.weight.data  # (vocab, C), also the output layer (tied)
-        self.wpe = transformer.wpe.weight.data  # (block_size, C)
-        self.vocab_size = self.wte.shape[0]
-        self.dtype = self.wte.dtype
-        self.xp = array_module(self.wte)
-        # The kernels are looked up once: kernel_for costs an import and a
-        # dictionary look-up per call, and every array here lives on one device.
-        self._layernorm = kernel_for("layernorm_forward", self.wte)
-        self._gelu = kernel_for("gelu_forward", self.wte)
-        self._softmax = kernel_for("attention_softmax_forward", self.wte)
-        # The scale as the attention op applies it: 1 / sqrt(head_size), cast by the kernel.
-        self._scale = 1.0 / math.sqrt(self.head_size)
-        # One flat tuple of arrays per block, so that a step does no attribute look-ups.
-        # Weights are kept transposed, (in, out) views, not copies: x @ W.T as nn.Linear does.
-        self._layers = tuple(_block_arrays(block, self.xp, self.dtype) for block in transformer.h)
-        self._ln_f = _layernorm_arrays(transformer.ln_f, self.xp, self.dtype)
-        self._wte_t = self.wte.T  # (C, vocab)
-        self._keys = self._values = None  # per layer (B, nh, block_size, hs), from the first feed
+        wte = transformer.wte.weight.data  # (vocab, C), also the output layer (tied)
+        self.vocab_size = wte.shape[0]
+        self.dtype = wte.dtype
+        self.xp = array_module(wte)
+        self.weights = pack_gpt_weights(
+            self.xp, self.dtype, wte, transformer.wpe.weight.data,
+            [_block_arrays(block) for block in transformer.h],
+            (_data(transformer.ln_f.weight), _data(transformer.ln_f.bias)), _common_eps(model),
+        )  # fmt: skip
+        self.approximate = transformer.h[0].mlp.gelu.approximate
+        self._step = kernel_for("gpt_decode_step", wte)  # looked up once: every array is on one device
+        self._keys = self._values = None  # (L, B, nh, block_size, hs), from the first feed
         self.length = 0
 
     def reset(self):
@@ -76,15 +74,14 @@ class GPTDecoder:
 
     def _storage_for(self, batch):
         """Allocate the key/value storage for ``batch`` sequences unless it is there already."""
-        if self._keys is not None and self._keys[0].shape[0] == batch:
+        if self._keys is not None and self._keys.shape[1] == batch:
             return
-        layout = (batch, self.n_head, self.block_size, self.head_size)
-        xp = self.xp
-        self._keys = tuple(xp.empty(layout, self.dtype) for _ in self._layers)
-        self._values = tuple(xp.empty(layout, self.dtype) for _ in self._layers)
+        layout = (self.n_layer, batch, self.n_head, self.block_size, self.head_size)
+        self._keys = self.xp.empty(layout, self.dtype)
+        self._values = self.xp.empty(layout, self.dtype)
 
     def _check(self, idx):
-        """``idx`` as an int64 array on the model's device, after checking its shape and ids."""
+        """``idx`` as an int64 NumPy array, after checking its shape and ids."""
         if getattr(idx, "ndim", None) != 2 or idx.shape[1] < 1:
             raise ValueError(
                 f"GPTDecoder.feed: idx must be an integer array (batch, time) with time >= 1, "
@@ -98,67 +95,34 @@ class GPTDecoder:
                 f"GPTDecoder.feed: {self.length} stored + {length} new = {self.length + length} positions "
                 f"exceed the block size {self.block_size} (reset() the decoder first)"
             )
-        if self.length and batch != self._keys[0].shape[0]:
+        if self.length and batch != self._keys.shape[1]:
             raise ValueError(
-                f"GPTDecoder.feed: the decoder stores {self._keys[0].shape[0]} sequences, got a batch of "
+                f"GPTDecoder.feed: the decoder stores {self._keys.shape[1]} sequences, got a batch of "
                 f"{batch}; reset() it for a new batch"
             )
+        idx = np.asarray(idx.get() if hasattr(idx, "get") else idx, dtype=np.int64)  # CuPy ids come to the host
         low, high = int(idx.min()), int(idx.max())
         if low < 0 or high >= self.vocab_size:
             bad = low if low < 0 else high
             raise IndexError(f"GPTDecoder.feed: token id {bad} is outside [0, {self.vocab_size})")
-        return self.xp.asarray(idx, dtype="int64")
+        return idx
 
     def feed(self, idx):
         """idx (B, T) int64: the T positions after those stored -> logits of the last one, (B, vocab).
 
-        The keys and values of the T positions are stored; query i of the T
-        attends to every stored position and to new positions up to itself.
+        The keys and values of the T positions are stored; position i attends
+        to every stored position and to itself.
         """
         idx = self._check(idx)
         batch, length = idx.shape
-        start, stop = self.length, self.length + length
-        if start == 0:
+        if self.length == 0:
             self._storage_for(batch)
-        rows = batch * length
-        width, n_head, head = self.n_embd, self.n_head, self.head_size
-        layernorm, gelu, softmax, scale = self._layernorm, self._gelu, self._softmax, self._scale
-
-        # x: (B*T, C), one row per position, the residual stream updated in place.
-        x = (self.wte[idx] + self.wpe[start:stop]).reshape(rows, width)
-        for (ln1_w, ln1_b, ln1_eps, attn_w, attn_b, attn_proj_w, attn_proj_b,
-             ln2_w, ln2_b, ln2_eps, fc_w, fc_b, approximate, mlp_proj_w, mlp_proj_b), keys, values in zip(
-                self._layers, self._keys, self._values):
-            # attention: q, k, v of the new positions, each (B, nh, T, hs) as views of qkv
-            h = layernorm(x, ln1_w, ln1_b, ln1_eps)[0]
-            qkv = h @ attn_w
-            if attn_b is not None:
-                qkv += attn_b
-            qkv = qkv.reshape(batch, length, 3, n_head, head)
-            q = qkv[:, :, 0].transpose(0, 2, 1, 3)
-            keys[:, :, start:stop] = qkv[:, :, 1].transpose(0, 2, 1, 3)
-            values[:, :, start:stop] = qkv[:, :, 2].transpose(0, 2, 1, 3)
-            scores = q @ keys[:, :, :stop].transpose(0, 1, 3, 2)  # (B, nh, T, stop)
-            # query i sits at position start + i and sees keys 0 .. start + i
-            probs = softmax(scores, scale, True, start)
-            y = (probs @ values[:, :, :stop]).transpose(0, 2, 1, 3).reshape(rows, width)  # heads side by side
-            y = y @ attn_proj_w
-            if attn_proj_b is not None:
-                y += attn_proj_b
-            x += y
-            # MLP
-            h = layernorm(x, ln2_w, ln2_b, ln2_eps)[0] @ fc_w
-            if fc_b is not None:
-                h += fc_b
-            h = gelu(h, approximate) @ mlp_proj_w
-            if mlp_proj_b is not None:
-                h += mlp_proj_b
-            x += h
-        self.length = stop
-
-        last = x.reshape(batch, length, width)[:, -1]  # (B, C): only its logits are wanted
-        ln_w, ln_b, ln_eps = self._ln_f
-        return layernorm(last, ln_w, ln_b, ln_eps)[0] @ self._wte_t
+        for t in range(length):
+            tokens = self.xp.asarray(np.ascontiguousarray(idx[:, t]))
+            logits = self._step(tokens, self.length, self.weights, self._keys, self._values, self.n_head,
+                                self.approximate)  # fmt: skip
+            self.length += 1
+        return logits
 
 
 def _data(parameter):
@@ -166,28 +130,23 @@ def _data(parameter):
     return None if parameter is None else parameter.data
 
 
-def _layernorm_arrays(norm, xp, dtype):
-    """``(weight, bias, eps)`` of a ``LayerNorm`` over the last axis, for the layer-norm kernel.
-
-    The kernel stands in ones for a missing weight and zeros for a missing bias
-    (``bias=False``), allocating them on every call; made once here instead,
-    they give the same result bit for bit (x * 1 + 0 is x).
-    """
-    (width,) = norm.normalized_shape
-    weight = xp.ones(width, dtype) if norm.weight is None else norm.weight.data
-    bias = xp.zeros(width, dtype) if norm.bias is None else norm.bias.data
-    return weight, bias, norm.eps
+def _common_eps(model):
+    """The layer norms' epsilon, which the kernel takes once for all of them."""
+    norms = [model.transformer.ln_f] + [n for block in model.transformer.h for n in (block.ln_1, block.ln_2)]
+    values = {norm.eps for norm in norms}
+    if len(values) != 1:
+        raise ValueError(f"GPTDecoder: the layer norms must share one eps, got {sorted(values)}")
+    return values.pop()
 
 
-def _block_arrays(block, xp, dtype):
-    """The arrays (weights transposed) and settings of one ``Block``, in the order ``feed`` unpacks them."""
+def _block_arrays(block):
+    """One ``Block``'s arrays under the names ``pack_gpt_weights`` takes (weights (out, in) as in the model)."""
     attn, mlp = block.attn, block.mlp
-    return (
-        *_layernorm_arrays(block.ln_1, xp, dtype),
-        attn.c_attn.weight.data.T, _data(attn.c_attn.bias),
-        attn.c_proj.weight.data.T, _data(attn.c_proj.bias),
-        *_layernorm_arrays(block.ln_2, xp, dtype),
-        mlp.c_fc.weight.data.T, _data(mlp.c_fc.bias),
-        mlp.gelu.approximate,
-        mlp.c_proj.weight.data.T, _data(mlp.c_proj.bias),
-    )
+    return {
+        "ln_1_w": _data(block.ln_1.weight), "ln_1_b": _data(block.ln_1.bias),
+        "attn_w": attn.c_attn.weight.data, "attn_b": _data(attn.c_attn.bias),
+        "proj_w": attn.c_proj.weight.data, "proj_b": _data(attn.c_proj.bias),
+        "ln_2_w": _data(block.ln_2.weight), "ln_2_b": _data(block.ln_2.bias),
+        "fc_w": mlp.c_fc.weight.data, "fc_b": _data(mlp.c_fc.bias),
+        "mlp_proj_w": mlp.c_proj.weight.data, "mlp_proj_b": _data(mlp.c_proj.bias),
+    }  # fmt: skip
