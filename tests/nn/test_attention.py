@@ -13,7 +13,12 @@ from hypothesis.extra import numpy as hnp
 
 import tinylm
 from tinylm.nn.layers.attention import KVCache, MultiheadAttention
-from tinylm.ops.fused.attention import AttentionFunction, scaled_dot_product_attention
+from tinylm.ops.fused.attention import (
+    AttentionFunction,
+    CausalSelfAttentionFunction,
+    causal_self_attention,
+    scaled_dot_product_attention,
+)
 from tinylm.ops.fused.dropout import keep_mask
 from tests import strategies as S
 from tests.coverage import covers
@@ -188,6 +193,69 @@ def _sdpa_arrays_and_call(inputs, return_weights=False):
     fixed = tinylm.tensor(mask)
     return arrays, lambda q, k, v: scaled_dot_product_attention(
         q, k, v, attn_mask=fixed, return_weights=return_weights, **options)
+
+
+# ----- causal_self_attention: packed q, k, v rows, as a GPT's c_attn gives them -------------
+
+
+def composed_causal_self_attention(qkv, n_head):
+    """Split, view per head, causal SDPA, heads side by side again: what the packed op must equal."""
+    batch, length, packed = qkv.shape
+    width = packed // 3
+    q, k, v = (t.reshape(batch, length, n_head, width // n_head).transpose(1, 2) for t in qkv.split(width, dim=2))
+    y, _ = composed_sdpa(q, k, v, is_causal=True)
+    return y.transpose(1, 2).reshape(batch, length, width)
+
+
+@st.composite
+def packed_qkv(draw):
+    n_head = draw(st.integers(1, 3))
+    head = draw(st.integers(1, 4))
+    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 5)), 3 * n_head * head)
+    values = draw(hnp.arrays(np.float64, shape, elements=st.floats(-3, 3, allow_nan=False)))
+    return values, n_head
+
+
+@covers(CausalSelfAttentionFunction)
+@settings(max_examples=30)
+@given(inputs=packed_qkv())
+def test_causal_self_attention_gradients_match_finite_differences(inputs):
+    qkv, n_head = inputs
+    assert tinylm.gradcheck(lambda x: causal_self_attention(x, n_head), _leaves([qkv]))
+
+
+@covers(CausalSelfAttentionFunction)
+@settings(max_examples=30)
+@given(inputs=packed_qkv())
+def test_causal_self_attention_equals_split_heads_and_sdpa(inputs):
+    qkv, n_head = inputs
+    _assert_same_values_and_gradients(lambda x: causal_self_attention(x, n_head),
+                                      lambda x: composed_causal_self_attention(x, n_head), [qkv])  # fmt: skip
+
+
+def test_causal_self_attention_in_float32_is_within_rounding_of_float64():
+    qkv = np.random.default_rng(7).standard_normal((3, 16, 3 * 4 * 8))
+    exact, single = _leaves([qkv]), _leaves([qkv.astype(np.float32)])
+    g = np.random.default_rng(8).standard_normal((3, 16, 32))
+    (causal_self_attention(exact[0], 4) * tinylm.tensor(g)).sum().backward()
+    (causal_self_attention(single[0], 4) * tinylm.tensor(g.astype(np.float32))).sum().backward()
+    assert single[0].grad.dtype == np.float32
+    assert_close(causal_self_attention(single[0], 4).numpy(), causal_self_attention(exact[0], 4).numpy(), np.float32)
+    assert_close(single[0].grad.numpy(), exact[0].grad.numpy(), np.float32)
+
+
+@pytest.mark.parametrize(
+    "qkv, n_head, message",
+    [
+        (tinylm.zeros(2, 3, 12), 3, r"qkv must have shape \(batch, time, 3 \* n_embd\) .*got shape \(2, 3, 12\)"),
+        (tinylm.zeros(2, 12), 2, r"qkv must have shape .*got shape \(2, 12\)"),
+        (tinylm.zeros(2, 3, 12), 0, "n_head must be a positive int, got 0"),
+        (tinylm.zeros(2, 3, 12, dtype=tinylm.int64), 2, "qkv must be floating-point, got int64"),
+    ],
+)
+def test_causal_self_attention_rejects_bad_input(qkv, n_head, message):
+    with pytest.raises((ValueError, TypeError), match=f"causal_self_attention: {message}"):
+        causal_self_attention(qkv, n_head)
 
 
 # ----- scaled_dot_product_attention: three ways -------------------------------------------

@@ -19,7 +19,7 @@ from tinylm.kernels.threads import blas_threads_at_most
 from tinylm.models.decoding import GPTDecoder
 from tinylm.models.sampling import check_sampling, next_tokens
 from tinylm.nn import functional as F
-from tinylm.ops.fused.attention import scaled_dot_product_attention
+from tinylm.ops.fused.attention import causal_self_attention, scaled_dot_product_attention
 
 
 @dataclass
@@ -47,11 +47,14 @@ class CausalSelfAttention(nn.Module):
         """x (B, T, C) -> (B, T, C); with a cache, T new positions after those it holds."""
         batch, length, width = x.shape
         head = width // self.n_head
+        attention_dropout = self.dropout if self.training else 0.0
+        if cache is None and attention_dropout == 0.0:  # one op on the packed rows (the training path)
+            return self.resid_dropout(self.c_proj(causal_self_attention(self.c_attn(x), self.n_head)))
         q, k, v = self.c_attn(x).split(width, dim=2)
         q, k, v = (t.reshape(batch, length, self.n_head, head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
         if cache is not None:
             k, v = cache.update(k, v)  # all positions so far: (B, nh, past + T, hs)
-        y = scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
+        y = scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=attention_dropout)
         y = y.transpose(1, 2).reshape(batch, length, width)
         return self.resid_dropout(self.c_proj(y))
 

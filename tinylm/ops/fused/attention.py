@@ -203,6 +203,88 @@ def _check_inputs(query, key, value, attn_mask, dropout_p):
         raise ValueError(f"{op}: dropout_p must be in [0, 1), got {dropout_p}")
 
 
+class CausalSelfAttentionFunction(Function):
+    """Causal self-attention on packed rows: qkv (B, T, 3C) -> y (B, T, C).
+
+    ``qkv`` is what a GPT's ``c_attn`` layer gives: per position the queries,
+    then the keys, then the values, each with the ``n_head`` heads side by side;
+    ``y`` holds the heads' outputs side by side, what ``c_proj`` takes. The
+    arithmetic is :class:`AttentionFunction`'s with ``is_causal=True`` and no
+    mask or dropout, but the per-head matrices are strided views of ``qkv`` and
+    the products write straight into ``y`` and into the gradient of ``qkv``,
+    so the split, reshape and transpose ops around attention (each a node of
+    the graph, and copies in the backward) are not needed.
+    """
+
+    def forward(self, qkv, *, n_head, scale):
+        xp = array_module(qkv)
+        batch, length, packed = qkv.shape
+        width = packed // 3
+        q, k, v = _packed_heads(qkv, n_head)  # (B, nh, T, hs) views
+        scores = q @ xp.swapaxes(k, -1, -2)
+        forward = kernel_for("attention_softmax_forward", scores)
+        probs = forward(scores, scale, True, 0)
+        y = xp.empty((batch, length, width), dtype=qkv.dtype)
+        xp.matmul(probs, v, out=_merged_heads_view(y, n_head))
+        self.qkv, self.probs, self.n_head, self.scale = qkv, probs, n_head, scale
+        return y
+
+    def backward(self, g):
+        qkv, probs, n_head = self.qkv, self.probs, self.n_head
+        xp = array_module(qkv)
+        q, k, v = _packed_heads(qkv, n_head)
+        g_heads = _merged_heads_view(g, n_head)  # (B, nh, T, hs)
+        dqkv = xp.empty_like(qkv)
+        dq, dk, dv = _packed_heads(dqkv, n_head)
+        xp.matmul(xp.swapaxes(probs, -1, -2), g_heads, out=dv)
+        dprobs = g_heads @ xp.swapaxes(v, -1, -2)
+        backward = kernel_for("attention_softmax_backward", probs)
+        dscores = backward(dprobs, probs, self.scale)  # the scale is applied here
+        xp.matmul(dscores, k, out=dq)
+        xp.matmul(xp.swapaxes(dscores, -1, -2), q, out=dk)
+        return dqkv
+
+
+def _packed_heads(qkv, n_head):
+    """q, k, v (B, nh, T, hs) as views of packed (B, T, 3C) rows."""
+    batch, length, packed = qkv.shape
+    heads = qkv.reshape(batch, length, 3, n_head, packed // 3 // n_head)
+    return tuple(heads[:, :, i].transpose(0, 2, 1, 3) for i in range(3))
+
+
+def _merged_heads_view(y, n_head):
+    """(B, T, C) seen as (B, nh, T, hs): head h is columns h*hs:(h+1)*hs."""
+    batch, length, width = y.shape
+    return y.reshape(batch, length, n_head, width // n_head).transpose(0, 2, 1, 3)
+
+
+def causal_self_attention(qkv, n_head, scale=None):
+    """Causal multi-head self-attention of packed rows: qkv (B, T, 3C) -> (B, T, C).
+
+    The same as splitting ``qkv`` into q, k, v, viewing each as (B, nh, T, hs),
+    calling ``scaled_dot_product_attention(q, k, v, is_causal=True)`` and
+    putting the heads side by side again, in one op (see
+    :class:`CausalSelfAttentionFunction`). ``scale`` defaults to 1/sqrt(hs).
+    No dropout: use the unpacked path when attention dropout is on.
+    """
+    op = "causal_self_attention"
+    if not isinstance(qkv, Tensor):
+        raise TypeError(f"{op}: qkv must be a Tensor, got {type(qkv).__name__}")
+    if qkv.dtype.kind != "f":
+        raise TypeError(f"{op}: qkv must be floating-point, got {qkv.dtype}")
+    if not isinstance(n_head, int) or n_head < 1:
+        raise ValueError(f"{op}: n_head must be a positive int, got {n_head!r}")
+    if qkv.ndim != 3 or qkv.shape[-1] % (3 * n_head):
+        raise ValueError(
+            f"{op}: qkv must have shape (batch, time, 3 * n_embd) with n_embd a multiple of n_head "
+            f"({n_head}), got shape {_shape(qkv)}"
+        )
+    head = qkv.shape[-1] // 3 // n_head
+    if scale is None:
+        scale = 1.0 / math.sqrt(head)
+    return CausalSelfAttentionFunction.apply(qkv, n_head=n_head, scale=float(scale))
+
+
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
                                  *, return_weights=False):
     """``softmax(query @ key^T * scale + mask) @ value``, as PyTorch's function of that name.
