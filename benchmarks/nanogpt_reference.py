@@ -15,7 +15,9 @@ generator), so that a difference between the two projects' losses can be
 traced to the weights they start from or to the batches they see; with
 both, it is ``tinylm train --max-iters 2000`` computed by PyTorch (the step-0
 losses agree to the printed digits, and later ones to rounding).
-Needs torch; prints the losses at each evaluation.
+Needs torch; prints the losses at each evaluation, and at the end the loss on
+every token of the validation split (the figure without the 20-batch
+estimate's sampling noise).
 """
 
 import argparse
@@ -130,6 +132,28 @@ def main():
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+    print(f"on the whole val split: loss {whole_split_loss(model, val):.4f}")
+
+
+@torch.no_grad()
+def whole_split_loss(model, ids):
+    """Mean loss on every token of ``ids``, in windows of BLOCK + 1 that overlap by one token
+    (as ``tinylm eval`` and ``benchmarks/quality_run.py`` score it)."""
+    model.eval()
+    starts = np.arange(0, len(ids) - BLOCK, BLOCK)
+    total, count = 0.0, 0
+    for chunk in np.array_split(starts, max(1, len(starts) // 256)):
+        windows = torch.from_numpy(ids[chunk[:, None] + np.arange(BLOCK + 1)].astype(np.int64))
+        logits, _ = model(windows[:, :-1])
+        total += torch.nn.functional.cross_entropy(logits.flatten(0, 1), windows[:, 1:].flatten(), reduction="sum").item()
+        count += windows[:, 1:].numel()
+    tail = len(ids) - 1 - len(starts) * BLOCK
+    if tail > 0:
+        window = torch.from_numpy(ids[None, -tail - 1 :].astype(np.int64))
+        logits, _ = model(window[:, :-1])
+        total += torch.nn.functional.cross_entropy(logits[0], window[0, 1:], reduction="sum").item()
+        count += tail
+    return total / count
 
 
 if __name__ == "__main__":
