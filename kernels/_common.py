@@ -51,11 +51,18 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 #: Below this much work a parallel driver costs more in waking the threads than
 #: it saves. Work is the number of elements, doubled for kernels that evaluate an
 #: exp, tanh or erf per element. Measured on 2 idle cores with the omp layer
-#: (benchmarks/bench_kernels.py): 2 threads gain 1.5-2.4x from about 50k
-#: elements of such kernels (cross entropy 768x65: 1.7x) and 100k of plain
-#: arithmetic (LayerNorm 768x128: 1.5x), and lose on the LSTM/GRU backward at
-#: 32x256 (25k-33k elements, 0.9x).
-PARALLEL_MIN_WORK = 1 << 16
+#: (benchmarks/bench_kernels.py), a kernel alone: 2 threads gain 1.5-2.4x from
+#: about 50k elements of such kernels (cross entropy 768x65: 1.7x) and 100k of
+#: plain arithmetic (LayerNorm 768x128: 1.5x), and lose on the LSTM/GRU backward
+#: at 32x256 (25k-33k elements, 0.9x). Inside a training step the gain shrinks:
+#: after each matmul OpenBLAS's second thread keeps spinning on the other core
+#: for a while, and a parallel kernel's second thread must share that core. So
+#: the bar is twice the stand-alone one: 200 steps of an LSTM layer's loop
+#: ((32, 256) @ (256, 1024) on 2 BLAS threads, then the LSTM cell on (32, 1024),
+#: 65k of work) took 36-38 ms with the cell on 2 threads and 31 ms with it serial
+#: (the matmuls alone: 25 ms). The GPT step's kernels (LayerNorm 98k, softmax and
+#: GELU 393k-786k) measured the same either way.
+PARALLEL_MIN_WORK = 1 << 17
 
 #: Threads per block for the CUDA kernels; the shared-memory scratch of the
 #: row kernels has this many slots.
