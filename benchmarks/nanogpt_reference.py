@@ -145,7 +145,8 @@ def whole_split_loss(model, ids):
     for chunk in np.array_split(starts, max(1, len(starts) // 256)):
         windows = torch.from_numpy(ids[chunk[:, None] + np.arange(BLOCK + 1)].astype(np.int64))
         logits, _ = model(windows[:, :-1])
-        total += torch.nn.functional.cross_entropy(logits.flatten(0, 1), windows[:, 1:].flatten(), reduction="sum").item()
+        targets = windows[:, 1:].flatten()
+        total += torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets, reduction="sum").item()
         count += windows[:, 1:].numel()
     tail = len(ids) - 1 - len(starts) * BLOCK
     if tail > 0:

@@ -233,6 +233,14 @@ def test_causal_self_attention_equals_split_heads_and_sdpa(inputs):
                                       lambda x: composed_causal_self_attention(x, n_head), [qkv])  # fmt: skip
 
 
+def test_causal_self_attention_of_no_positions_is_empty():
+    qkv = tinylm.zeros(2, 0, 12, requires_grad=True)
+    y = causal_self_attention(qkv, 2)
+    assert y.shape == (2, 0, 4)
+    y.sum().backward()
+    assert qkv.grad.shape == (2, 0, 12)
+
+
 def test_causal_self_attention_in_float32_is_within_rounding_of_float64():
     qkv = np.random.default_rng(7).standard_normal((3, 16, 3 * 4 * 8))
     exact, single = _leaves([qkv]), _leaves([qkv.astype(np.float32)])

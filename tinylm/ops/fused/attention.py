@@ -42,6 +42,10 @@ Mask conventions, as PyTorch's ``F.scaled_dot_product_attention``:
 A query that may attend to no key at all (a fully masked row) gets an output of
 zeros and passes zero gradients back, as PyTorch's ``scaled_dot_product_attention``
 does (checked with 2.13); it never produces NaN.
+
+``causal_self_attention`` is the GPT's case as one op: causal, no mask, no
+dropout, with q, k and v read from the packed rows the ``c_attn`` layer gives
+and the heads' outputs written side by side (see ``CausalSelfAttentionFunction``).
 """
 
 import math
@@ -222,8 +226,10 @@ class CausalSelfAttentionFunction(Function):
         width = packed // 3
         q, k, v = _packed_heads(qkv, n_head)  # (B, nh, T, hs) views
         scores = q @ xp.swapaxes(k, -1, -2)
-        forward = kernel_for("attention_softmax_forward", scores)
-        probs = forward(scores, scale, True, 0)
+        if scores.size:
+            probs = kernel_for("attention_softmax_forward", scores)(scores, scale, True, 0)
+        else:
+            probs = scores  # no position or no sequence: nothing to normalize (the kernels take no empty rows)
         y = xp.empty((batch, length, width), dtype=qkv.dtype)
         xp.matmul(probs, v, out=_merged_heads_view(y, n_head))
         self.qkv, self.probs, self.n_head, self.scale = qkv, probs, n_head, scale
@@ -238,8 +244,10 @@ class CausalSelfAttentionFunction(Function):
         dq, dk, dv = _packed_heads(dqkv, n_head)
         xp.matmul(xp.swapaxes(probs, -1, -2), g_heads, out=dv)
         dprobs = g_heads @ xp.swapaxes(v, -1, -2)
-        backward = kernel_for("attention_softmax_backward", probs)
-        dscores = backward(dprobs, probs, self.scale)  # the scale is applied here
+        if probs.size:
+            dscores = kernel_for("attention_softmax_backward", probs)(dprobs, probs, self.scale)  # applies the scale
+        else:
+            dscores = dprobs
         xp.matmul(dscores, k, out=dq)
         xp.matmul(xp.swapaxes(dscores, -1, -2), q, out=dk)
         return dqkv
