@@ -13,8 +13,11 @@ Habits that run through every jitted function in this package:
   ``fastmath={"contract"}`` (lets LLVM fuse ``a * b + c`` into one FMA, which is
   both faster and more exact). No other fast-math flag is on: ``reassoc`` would
   let LLVM undo the careful range reduction in ``fastmath.fast_exp``, and
-  ``nnan``/``ninf`` would break the inf/NaN handling. Sums that should vectorize
-  are written with eight explicit accumulators instead (``lane_sum``).
+  ``nnan``/``ninf`` would break the inf/NaN handling. Sums are written with
+  eight explicit accumulators instead (``lane_sum``). Numba leaves LLVM's SLP
+  vectorizer off (``NUMBA_SLP_VECTORIZE=0``), so these become eight scalar
+  chains, not one vector register; only loops with a long inner run of
+  independent elements (``out[j] += c * row[j]``) come out as vector code.
 - **Constants take the array's dtype.** In Numba, as in NumPy's old rules, a
   float32 value combined with a Python float or int becomes float64, which is
   slower and changes the result type. So a kernel spells ``one = x.dtype.type(1)``
@@ -117,8 +120,11 @@ def lane_sum(values):
 
     A plain ``s += v[j]`` loop is one chain of dependent additions (4 cycles
     each) that LLVM may not reorder without ``reassoc``; eight named chains are
-    the same arithmetic in a fixed order that it can put into one AVX register.
-    Rounding error is also smaller than the sequential sum's.
+    the same arithmetic in a fixed order, and the CPU runs them side by side.
+    (With Numba's default of no SLP vectorization they stay scalar: measured,
+    ``lane_dot`` on 4096 float32 takes 0.33 ns an element, 0.28 with
+    ``NUMBA_SLP_VECTORIZE=1``.) Rounding error is also smaller than the
+    sequential sum's.
     """
     zero = values.dtype.type(0)
     s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = zero
