@@ -132,20 +132,52 @@ _BLOCK = 512
 
 
 @jit
+def _inner_into(x, use_tanh, arg, out):
+    """``out`` = tanh(u) (tanh form) or erf(x / sqrt 2) (exact form), the costly part every
+    block below shares; ``arg`` is scratch of ``x``'s length."""
+    dtype = x.dtype.type
+    if use_tanh:
+        for k in range(x.shape[0]):
+            v = x[k]
+            arg[k] = dtype(_SQRT_2_OVER_PI) * (v + dtype(_TANH_CUBIC) * v * v * v)
+        tanh_into(arg, out)
+    else:
+        for k in range(x.shape[0]):
+            arg[k] = x[k] * dtype(_INV_SQRT_2)
+        erf_into(arg, out)
+
+
+@jit
+def _density_into(x, arg, out):
+    """``out`` = exp(-x^2 / 2), the normal density up to 1/sqrt(2 pi); ``arg`` is scratch."""
+    half = x.dtype.type(0.5)
+    for k in range(x.shape[0]):
+        arg[k] = -half * x[k] * x[k]
+    exp_into(arg, out)
+
+
+@jit
+def _tanh_form_slope(v, t):
+    """gelu'(v) in the tanh form, from t = tanh(u(v))."""
+    dtype = type(v)
+    half, one = dtype(0.5), dtype(1)
+    du = dtype(_SQRT_2_OVER_PI) * (one + dtype(3 * _TANH_CUBIC) * v * v)
+    return half * (one + t) + half * v * (one - t * t) * du
+
+
+@jit
+def _exact_slope(v, e, density):
+    """gelu'(v) = Phi(v) + v * phi(v), from e = erf(v / sqrt 2) and density = exp(-v^2 / 2)."""
+    dtype = type(v)
+    return dtype(0.5) * (dtype(1) + e) + v * dtype(_INV_SQRT_2PI) * density
+
+
+@jit
 def _gelu_block(x, y, use_tanh, tmp):
     """``y = gelu(x)`` for 1-D ``x`` and ``y`` (not overlapping); ``tmp`` is scratch."""
     n = x.shape[0]
-    arg = tmp[:n]
     dtype = x.dtype.type
-    if use_tanh:
-        for k in range(n):
-            v = x[k]
-            arg[k] = dtype(_SQRT_2_OVER_PI) * (v + dtype(_TANH_CUBIC) * v * v * v)
-        tanh_into(arg, y)
-    else:
-        for k in range(n):
-            arg[k] = x[k] * dtype(_INV_SQRT_2)
-        erf_into(arg, y)
+    _inner_into(x, use_tanh, tmp[:n], y)
     for k in range(n):
         y[k] = dtype(0.5) * x[k] * (dtype(1) + y[k])
 
@@ -155,26 +187,14 @@ def _gelu_grad_block(dy, x, dx, use_tanh, tmp1, tmp2):
     """``dx = dy * gelu'(x)`` for 1-D arrays (``dx`` overlapping neither); ``tmp1``, ``tmp2`` scratch."""
     n = x.shape[0]
     arg, value = tmp1[:n], tmp2[:n]
-    dtype = x.dtype.type
-    half, one = dtype(0.5), dtype(1)
+    _inner_into(x, use_tanh, arg, value)
     if use_tanh:
         for k in range(n):
-            v = x[k]
-            arg[k] = dtype(_SQRT_2_OVER_PI) * (v + dtype(_TANH_CUBIC) * v * v * v)
-        tanh_into(arg, value)
-        for k in range(n):
-            v, t = x[k], value[k]
-            du = dtype(_SQRT_2_OVER_PI) * (one + dtype(3 * _TANH_CUBIC) * v * v)
-            dx[k] = dy[k] * (half * (one + t) + half * v * (one - t * t) * du)
+            dx[k] = dy[k] * _tanh_form_slope(x[k], value[k])
     else:
+        _density_into(x, arg, dx)
         for k in range(n):
-            arg[k] = x[k] * dtype(_INV_SQRT_2)
-        erf_into(arg, value)
-        for k in range(n):
-            arg[k] = -half * x[k] * x[k]
-        exp_into(arg, dx)  # the normal density, up to 1/sqrt(2 pi)
-        for k in range(n):
-            dx[k] = dy[k] * (half * (one + value[k]) + x[k] * dtype(_INV_SQRT_2PI) * dx[k])
+            dx[k] = dy[k] * _exact_slope(x[k], value[k], dx[k])
 
 
 @jit
@@ -184,27 +204,16 @@ def _gelu_and_grad_block(x, y, slope, use_tanh, tmp):
     arg = tmp[:n]
     dtype = x.dtype.type
     half, one = dtype(0.5), dtype(1)
+    _inner_into(x, use_tanh, arg, y)  # y holds tanh(u) or erf(x / sqrt 2) until the last loop
     if use_tanh:
         for k in range(n):
-            v = x[k]
-            arg[k] = dtype(_SQRT_2_OVER_PI) * (v + dtype(_TANH_CUBIC) * v * v * v)
-        tanh_into(arg, y)  # y holds tanh(u) until the last loop
-        for k in range(n):
-            v, t = x[k], y[k]
-            du = dtype(_SQRT_2_OVER_PI) * (one + dtype(3 * _TANH_CUBIC) * v * v)
-            slope[k] = half * (one + t) + half * v * (one - t * t) * du
-            y[k] = half * v * (one + t)
+            slope[k] = _tanh_form_slope(x[k], y[k])
+            y[k] = half * x[k] * (one + y[k])
     else:
+        _density_into(x, arg, slope)
         for k in range(n):
-            arg[k] = x[k] * dtype(_INV_SQRT_2)
-        erf_into(arg, y)  # y holds erf(x / sqrt 2) until the last loop
-        for k in range(n):
-            arg[k] = -half * x[k] * x[k]
-        exp_into(arg, slope)  # the normal density, up to 1/sqrt(2 pi)
-        for k in range(n):
-            v, cdf = x[k], half * (one + y[k])
-            slope[k] = cdf + v * dtype(_INV_SQRT_2PI) * slope[k]
-            y[k] = v * cdf
+            slope[k] = _exact_slope(x[k], y[k], slope[k])
+            y[k] = half * x[k] * (one + y[k])
 
 
 @jit
