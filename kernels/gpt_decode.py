@@ -244,10 +244,8 @@ def _decode_step(tokens, position, wte, wpe, norms, attn_w, attn_b, proj_w, proj
 
 
 def _arrays(weights):
-    """The weights' arrays in the kernels' argument order, and eps."""
-    w = weights
-    return (w.wte, w.wpe, w.norms, w.attn_w, w.attn_b, w.proj_w, w.proj_b, w.fc_w, w.fc_b, w.mlp_proj_w,
-            w.mlp_proj_b, w.final_norm)  # fmt: skip
+    """The weights' arrays, every field but ``eps``, in field order: the kernels' argument order."""
+    return tuple(weights)[:-1]
 
 
 def gpt_decode_step_numba(tokens, position, weights, keys, values, n_head, approximate="none"):

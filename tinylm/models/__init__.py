@@ -2,8 +2,8 @@
 
 Both are called as ``model(idx, targets=None) -> (logits, loss)`` and sample
 with ``model.generate(idx, max_new_tokens, temperature, top_k, top_p)``. ``GPTDecoder``
-runs a GPT one position at a time on its parameter arrays (what ``GPT.generate``
-uses with its cache).
+runs a GPT one position at a time, each one ``gpt_decode_step`` kernel call
+(what ``GPT.generate`` uses with its cache).
 """
 
 from tinylm.models.decoding import GPTDecoder

@@ -25,7 +25,7 @@ on every call.
 
 import numpy as np
 
-from tinylm.backend import array_module
+from tinylm.backend import array_module, to_numpy
 from tinylm.kernels.gpt_decode import pack_gpt_weights
 from tinylm.kernels.registry import kernel_for
 
@@ -100,7 +100,7 @@ class GPTDecoder:
                 f"GPTDecoder.feed: the decoder stores {self._keys.shape[1]} sequences, got a batch of "
                 f"{batch}; reset() it for a new batch"
             )
-        idx = np.asarray(idx.get() if hasattr(idx, "get") else idx, dtype=np.int64)  # CuPy ids come to the host
+        idx = np.asarray(to_numpy(idx), dtype=np.int64)  # CuPy ids come to the host
         low, high = int(idx.min()), int(idx.max())
         if low < 0 or high >= self.vocab_size:
             bad = low if low < 0 else high

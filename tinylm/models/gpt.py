@@ -45,11 +45,11 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x, cache=None):
         """x (B, T, C) -> (B, T, C); with a cache, T new positions after those it holds."""
-        batch, length, width = x.shape
-        head = width // self.n_head
         attention_dropout = self.dropout if self.training else 0.0
         if cache is None and attention_dropout == 0.0:  # one op on the packed rows (the training path)
             return self.resid_dropout(self.c_proj(causal_self_attention(self.c_attn(x), self.n_head)))
+        batch, length, width = x.shape
+        head = width // self.n_head
         q, k, v = self.c_attn(x).split(width, dim=2)
         q, k, v = (t.reshape(batch, length, self.n_head, head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
         if cache is not None:
@@ -151,10 +151,10 @@ class GPT(nn.Module):
 
         The model sees at most ``block_size`` tokens. When the context is full it
         restarts from its last ``block_size // 2`` tokens. With ``use_cache`` a
-        ``GPTDecoder`` (tinylm.models.decoding) runs the model on its parameter
-        arrays, without Tensors, and keeps the keys and values of the context, so
-        each new token costs one position; a restart re-reads the kept tokens
-        once. Without the cache every step runs ``forward`` over the whole
+        ``GPTDecoder`` (tinylm.models.decoding) runs each new position through
+        all the layers in one ``gpt_decode_step`` kernel call, without Tensors,
+        and keeps the keys and values of the context, so each new token costs
+        one position; a restart re-reads the kept tokens once. Without the cache every step runs ``forward`` over the whole
         context. Both compute the same logits (to rounding), so they give the
         same tokens for the same seed.
         """
