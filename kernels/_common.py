@@ -91,6 +91,22 @@ def check_like(kernel, name, array, dtype, shape):
         raise ValueError(f"{kernel}: {name} must have shape {tuple(shape)}, got {array.shape}")
 
 
+def output_array(kernel, name, given, xp, shape, dtype):
+    """An array for a kernel to write a result into: ``given`` once checked, or a new one.
+
+    ``given`` (None for a new array) must have exactly ``shape`` and ``dtype``
+    and be C-contiguous, as a slice ``array[t]`` of a larger array is: the
+    recurrent ops pass one time step of a (T, B, ...) array, which saves a copy
+    per step.
+    """
+    if given is None:
+        return xp.empty(shape, dtype)
+    check_like(kernel, name, given, dtype, shape)
+    if not given.flags.c_contiguous:
+        raise ValueError(f"{kernel}: {name} must be C-contiguous to be written into, got strides {given.strides}")
+    return given
+
+
 def use_parallel(n_elements, transcendental=False):
     """Whether a launcher should call its ``prange`` driver: enough work and more than one thread.
 

@@ -140,9 +140,84 @@ def test_gru_reference_backward_matches_finite_differences():
         np.testing.assert_allclose(analytic, numeric, rtol=1e-7, atol=1e-9)
 
 
+@given(**SHAPES, with_input=st.booleans(), with_bias=st.booleans())
+def test_lstm_addends_are_the_sum(batch, hidden, dtype, seed, with_input, with_bias):
+    # Pre-activations given in parts (recurrent product, input projection,
+    # bias) give what their sum, given whole, gives.
+    gates, c_prev, _, _ = _lstm_case(batch, hidden, dtype, seed)
+    rng = np.random.default_rng(seed + 1)
+    input_gates = rng.standard_normal(gates.shape).astype(dtype) if with_input else None
+    bias = rng.standard_normal(gates.shape[1]).astype(dtype) if with_bias else None
+    whole = gates + (0 if input_gates is None else input_gates) + (0 if bias is None else bias)
+    expected = get_kernel("lstm_cell_forward", "numpy")(whole, c_prev)
+    for backend in ("numpy", "numba"):
+        got = get_kernel("lstm_cell_forward", backend)(gates, c_prev, input_gates, bias)
+        for name, a, b in zip(("h", "c", "acts"), got, expected):
+            assert_close(a, b, scale=4, err_msg=f"{backend} {name}")
+
+
+@given(**SHAPES, with_input=st.booleans(), with_hidden=st.booleans())
+def test_gru_biases_given_apart_are_added(batch, hidden, dtype, seed, with_input, with_hidden):
+    gi, gh, h_prev, _ = _gru_case(batch, hidden, dtype, seed)
+    rng = np.random.default_rng(seed + 1)
+    b_ih = rng.standard_normal(3 * hidden).astype(dtype) if with_input else None
+    b_hh = rng.standard_normal(3 * hidden).astype(dtype) if with_hidden else None
+    expected = get_kernel("gru_cell_forward", "numpy")(
+        gi + (0 if b_ih is None else b_ih), gh + (0 if b_hh is None else b_hh), h_prev)
+    for backend in ("numpy", "numba"):
+        got = get_kernel("gru_cell_forward", backend)(gi, gh, h_prev, b_ih, b_hh)
+        for name, a, b in zip(("h", "saved"), got, expected):
+            assert_close(a, b, scale=4, err_msg=f"{backend} {name}")
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_backward_writes_into_given_arrays(backend):
+    # The recurrent ops pass one step of their (T, B, G*H) gradient arrays.
+    gates, c_prev, dh, dc = _lstm_case(3, 4, np.float64, 5)
+    h, c, acts = get_kernel("lstm_cell_forward", backend)(gates, c_prev)
+    steps = np.full((2, 3, 16), np.nan)
+    dgates, dc_prev = get_kernel("lstm_cell_backward", backend)(dh, dc, acts, c_prev, c, dgates=steps[1])
+    assert np.shares_memory(dgates, steps) and not np.isnan(steps[1]).any() and np.isnan(steps[0]).all()
+    expected = get_kernel("lstm_cell_backward", "numpy")(dh, dc, acts, c_prev, c)
+    assert_close(dgates, expected[0])
+    assert_close(dc_prev, expected[1])
+
+    gi, gh, h_prev, dh = _gru_case(3, 4, np.float64, 6)
+    _, saved = get_kernel("gru_cell_forward", backend)(gi, gh, h_prev)
+    dgi_steps, dgh_steps = np.full((2, 2, 3, 12), np.nan)
+    got = get_kernel("gru_cell_backward", backend)(dh, saved, h_prev, dgi=dgi_steps[0], dgh=dgh_steps[1])
+    assert np.shares_memory(got[0], dgi_steps) and np.shares_memory(got[1], dgh_steps)
+    for a, b in zip(got, get_kernel("gru_cell_backward", "numpy")(dh, saved, h_prev)):
+        assert_close(a, b)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_bad_output_arrays_are_reported(backend):
+    gates, c_prev, dh, dc = _lstm_case(3, 4, np.float64, 5)
+    h, c, acts = get_kernel("lstm_cell_forward", backend)(gates, c_prev)
+    backward = get_kernel("lstm_cell_backward", backend)
+    with pytest.raises(ValueError, match=r"lstm_cell_backward: dgates must have shape \(3, 16\), got \(3, 12\)"):
+        backward(dh, dc, acts, c_prev, c, dgates=np.empty((3, 12)))
+    with pytest.raises(TypeError, match="lstm_cell_backward: dgates must be float64"):
+        backward(dh, dc, acts, c_prev, c, dgates=np.empty((3, 16), np.float32))
+    with pytest.raises(ValueError, match="lstm_cell_backward: dgates must be C-contiguous"):
+        backward(dh, dc, acts, c_prev, c, dgates=np.empty((16, 3)).T)
+    gi, gh, h_prev, dh = _gru_case(3, 4, np.float64, 6)
+    _, saved = get_kernel("gru_cell_forward", backend)(gi, gh, h_prev)
+    with pytest.raises(ValueError, match="gru_cell_backward: dgh must have shape"):
+        get_kernel("gru_cell_backward", backend)(dh, saved, h_prev, dgh=np.empty((3, 4)))
+
+
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
 def test_bad_arguments_are_reported(backend):
     with pytest.raises(ValueError, match=r"lstm_cell_forward: gates must have shape \(B, 4H\)"):
         get_kernel("lstm_cell_forward", backend)(np.zeros((2, 7)), np.zeros((2, 1)))
     with pytest.raises(ValueError, match="gru_cell_forward: gh must have shape"):
         get_kernel("gru_cell_forward", backend)(np.zeros((2, 6)), np.zeros((2, 3)), np.zeros((2, 2)))
+    with pytest.raises(ValueError, match=r"lstm_cell_forward: input_gates must have shape \(2, 8\), got \(2, 4\)"):
+        get_kernel("lstm_cell_forward", backend)(np.zeros((2, 8)), np.zeros((2, 2)), np.zeros((2, 4)))
+    with pytest.raises(ValueError, match=r"lstm_cell_forward: bias must have shape \(8,\), got \(2, 8\)"):
+        get_kernel("lstm_cell_forward", backend)(np.zeros((2, 8)), np.zeros((2, 2)), None, np.zeros((2, 8)))
+    with pytest.raises(TypeError, match="gru_cell_forward: hidden_bias must be float64"):
+        get_kernel("gru_cell_forward", backend)(
+            np.zeros((2, 6)), np.zeros((2, 6)), np.zeros((2, 2)), None, np.zeros(6, np.float32))
