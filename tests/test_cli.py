@@ -135,7 +135,14 @@ def test_an_unknown_config_key_is_one_line(tmp_path, capsys):
 
 def test_a_prompt_outside_the_vocabulary_is_one_line(trained, capsys):
     code = cli.main(["sample", "--ckpt", str(trained), "--prompt", "Zebra!"])
-    _one_line_error(capsys, code, "the prompt cannot be encoded")
+    _one_line_error(capsys, code, "the prompt 'Zebra!' cannot be encoded")
+
+
+def test_an_eval_text_outside_the_vocabulary_names_the_file(trained, tmp_path, capsys):
+    text = tmp_path / "other.txt"
+    text.write_text("Zebra!")
+    code = cli.main(["eval", "--ckpt", str(trained), "--data", str(text)])
+    _one_line_error(capsys, code, f"the text of {text} cannot be encoded")
 
 
 def test_a_corrupt_checkpoint_is_one_line_and_a_failed_run_overwrites_nothing(trained, corpus, capsys):

@@ -137,15 +137,16 @@ def load_for_inference(directory, device="cpu"):
     return model.to(device).eval(), tokenizer, record
 
 
-def _encode_prompt(tokenizer, prompt):
+def _encode(tokenizer, text, what):
+    """The ids of ``text``, or a UserError that names ``what`` the text is ("the prompt", a file)."""
     from tinylm.data.tokenizers import UnknownCharacterError
 
     try:
-        ids = tokenizer.encode(prompt)
+        ids = tokenizer.encode(text)
     except UnknownCharacterError as error:
-        raise UserError(f"the prompt cannot be encoded: {error}") from None
+        raise UserError(f"{what} cannot be encoded: {error}") from None
     if not ids:
-        raise UserError(f"the prompt {prompt!r} encodes to no tokens; give some text")
+        raise UserError(f"{what} encodes to no tokens; give some text")
     return ids
 
 
@@ -153,7 +154,7 @@ def _generate_text(model, tokenizer, prompt, max_new_tokens, temperature, top_k,
                    device):  # fmt: skip
     import tinylm
 
-    ids = _encode_prompt(tokenizer, prompt)
+    ids = _encode(tokenizer, prompt, f"the prompt {prompt!r}")
     tinylm.manual_seed(seed)
     idx = tinylm.tensor([ids] * num_samples, device=device)
     out = model.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, use_cache=use_cache)
@@ -190,7 +191,7 @@ def _eval(args):
     from tinylm.training.evaluate import evaluate_text
 
     model, tokenizer, record = load_for_inference(args.ckpt, args.device)
-    ids = _encode_prompt(tokenizer, read_text(args.data))
+    ids = _encode(tokenizer, read_text(args.data), f"the text of {args.data}")
     result = evaluate_text(model, ids, record["model"]["block_size"], args.batch_size, args.device)
     print(
         f"loss {result.loss:.4f}  perplexity {result.perplexity:.2f}  accuracy {result.accuracy:.4f}  "
