@@ -4,8 +4,8 @@
 PyTorch's gate order **r, z, n**. As for PyTorch's fused cell
 (``torch._thnn_fused_gru_cell``), the biases may instead be given apart,
 ``input_bias`` = b_ih and ``hidden_bias`` = b_hh (3H,), with ``gi`` and ``gh``
-the bare products: the kernel adds them as it reads, which saves a sequence op
-a pass over its (T, B, 3H) input projections and one add per step. Then::
+the bare products. Added here, as the gates are read, they spare the sequence
+op a pass over its (T, B, 3H) input projections and an add per step. Then::
 
     r = sigmoid(gi_r + gh_r)
     z = sigmoid(gi_z + gh_z)
