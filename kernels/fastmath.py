@@ -40,6 +40,7 @@ import math
 from fractions import Fraction
 
 import numpy as np
+import numba
 from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload
@@ -243,7 +244,8 @@ def _fit_erf32():
     return p.coef[::-1].astype(np.float32), q.coef[::-1].astype(np.float32)
 
 
-def _make_erf32():
+def _make_erf32_from_gauss():
+    """erf(x) for a float32 x, given gauss = exp(-x**2) (the far branch's factor)."""
     p_coef, q_coef = _fit_erf32()
     low, high = 1 / _ERF32_END, 1 / _ERF32_SWITCH
     s_scale = np.float32(2 / (high - low))
@@ -251,7 +253,7 @@ def _make_erf32():
     switch, end = np.float32(_ERF32_SWITCH), np.float32(_ERF32_END)
     one = np.float32(1)
 
-    def erf32_impl(x):
+    def erf32_from_gauss_impl(x, gauss):
         a = abs(x)
         x2 = x * x
         p = p_coef[0]
@@ -262,12 +264,33 @@ def _make_erf32():
         q = q_coef[0]
         for j in range(1, q_coef.size):
             q = q * s + q_coef[j]
-        far = one - fast_exp(-x2) * q
+        far = one - gauss * q
         value = near if a < switch else far
         value = value if a < end else one
         return x if x != x else math.copysign(value, x)
 
+    # Called from the overload implementations below, so jitted itself; inlined
+    # into them, it is compiled (and cached) as part of each kernel.
+    return numba.njit(inline="always")(erf32_from_gauss_impl)
+
+
+def _make_erf32():
+    from_gauss = _make_erf32_from_gauss()
+
+    def erf32_impl(x):
+        return from_gauss(x, fast_exp(-(x * x)))
+
     return erf32_impl
+
+
+def _make_erf32_and_gauss():
+    from_gauss = _make_erf32_from_gauss()
+
+    def erf32_and_gauss_impl(x):
+        gauss = fast_exp(-(x * x))
+        return from_gauss(x, gauss), gauss
+
+    return erf32_and_gauss_impl
 
 
 def _erf64_impl(x):
@@ -285,6 +308,28 @@ def _fast_erf_overload(x):
         return _make_erf32()
     if x == types.float64:
         return _erf64_impl
+    return None
+
+
+def fast_erf_and_gauss(x):
+    """``(erf(x), exp(-x**2))`` for a float32 or float64 scalar.
+
+    In float32 the erf is computed from that same exponential for |x| >= 1, so
+    the pair costs one exp; GELU's slope needs both (``kernels/gelu.py``).
+    """
+    return type(x)(math.erf(x)), type(x)(math.exp(-(x * x)))
+
+
+def _erf64_and_gauss_impl(x):
+    return math.erf(x), fast_exp(-(x * x))
+
+
+@overload(fast_erf_and_gauss, inline="always")
+def _fast_erf_and_gauss_overload(x):
+    if x == types.float32:
+        return _make_erf32_and_gauss()
+    if x == types.float64:
+        return _erf64_and_gauss_impl
     return None
 
 
@@ -324,3 +369,10 @@ def erf_into(x, out):
     """``out[k] = erf(x[k])`` for 1-D arrays."""
     for k in range(x.shape[0]):
         out[k] = fast_erf(x[k])
+
+
+@jit
+def erf_and_gauss_into(x, erf_out, gauss_out):
+    """``erf_out[k] = erf(x[k])`` and ``gauss_out[k] = exp(-x[k]**2)`` for 1-D arrays, one exp each."""
+    for k in range(x.shape[0]):
+        erf_out[k], gauss_out[k] = fast_erf_and_gauss(x[k])

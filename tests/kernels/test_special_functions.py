@@ -157,3 +157,16 @@ def test_fast_exp_flushes_below_the_normal_range(loops):
     x = np.array([-87.0, -88.0, -100.0, -103.0], dtype=np.float32)
     out = loops["exp"](x)
     assert out[0] > 0 and np.all(out[1:] == 0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_erf_and_gauss_share_one_exp_and_agree_with_each_alone(loops, dtype):
+    # The pair GELU's slope takes: the erf bit for bit fast_erf's, the gauss
+    # exp(-x**2) as accurate as fast_exp on the (rounded) -x*x.
+    from tinylm.kernels.fastmath import erf_and_gauss_into
+
+    x = np.concatenate([np.linspace(-6, 6, 100_001), [np.inf, -np.inf, np.nan, 0.0, -0.0]]).astype(dtype)
+    erf, gauss = np.empty_like(x), np.empty_like(x)
+    erf_and_gauss_into(x, erf, gauss)
+    np.testing.assert_array_equal(erf, loops["erf"](x))
+    np.testing.assert_array_equal(gauss, loops["exp"](-(x * x)))
