@@ -23,7 +23,8 @@ loop over them becomes AVX2 code. Nanoseconds per float32 element
 (``numba.extending.overload`` picks the constants for the argument's type at
 compile time, and inlines the body). They also run as plain Python on NumPy
 scalars. The kernels do not call them directly but through ``exp_into``,
-``tanh_into``, ``sigmoid_into`` and ``erf_into`` at the end of this module.
+``tanh_into``, ``sigmoid_into``, ``erf_into`` and ``erf_and_gauss_into`` (erf
+and exp(-x**2) from one exponential, for GELU's slope) at the end of this module.
 
 Accuracy, checked against long-double NumPy and ``math.erf`` in
 ``tests/kernels/test_special_functions.py``:

@@ -210,10 +210,11 @@ def _forward_cuda_kernel(gi, gh, input_bias, hidden_bias, h_prev, h, saved):
         return
     b = k // hidden
     j = k - b * hidden
-    r = cuda_sigmoid(gi[b, j] + input_bias[j] + gh[b, j] + hidden_bias[j])
-    z = cuda_sigmoid(gi[b, hidden + j] + input_bias[hidden + j] + gh[b, hidden + j] + hidden_bias[hidden + j])
+    # Summed in the reference's order: (gi + b_ih) + (gh + b_hh).
+    r = cuda_sigmoid((gi[b, j] + input_bias[j]) + (gh[b, j] + hidden_bias[j]))
+    z = cuda_sigmoid((gi[b, hidden + j] + input_bias[hidden + j]) + (gh[b, hidden + j] + hidden_bias[hidden + j]))
     gh_n = gh[b, 2 * hidden + j] + hidden_bias[2 * hidden + j]
-    n = math.tanh(gi[b, 2 * hidden + j] + input_bias[2 * hidden + j] + r * gh_n)
+    n = math.tanh((gi[b, 2 * hidden + j] + input_bias[2 * hidden + j]) + r * gh_n)
     h[b, j] = n + z * (h_prev[b, j] - n)
     saved[b, j] = r
     saved[b, hidden + j] = z
