@@ -229,6 +229,17 @@ def elementwise_launch(n, limit=CUDA_MAX_BLOCK):
 
 
 @cuda.jit(device=True)
+def cuda_unit_index(batch, hidden):
+    """This thread's (row b, hidden unit j) in a (batch, hidden) grid launched with
+    ``elementwise_launch(batch * hidden)``; b is -1 for the threads past its end."""
+    k = cuda.grid(1)
+    if k >= batch * hidden:
+        return -1, 0
+    b = k // hidden
+    return b, k - b * hidden
+
+
+@cuda.jit(device=True)
 def cuda_sigmoid(v):
     one = type(v)(1)
     if v >= 0:

@@ -36,6 +36,7 @@ from ._common import (
     chunk_bounds,
     chunk_count,
     cuda_sigmoid,
+    cuda_unit_index,
     elementwise_launch,
     jit,
     output_array,
@@ -204,12 +205,10 @@ def gru_cell_backward_numba(dh, saved, h_prev, *, dgi=None, dgh=None):
 
 @cuda.jit
 def _forward_cuda_kernel(gi, gh, input_bias, hidden_bias, h_prev, h, saved):
-    k = cuda.grid(1)
-    batch, hidden = h_prev.shape
-    if k >= batch * hidden:
+    hidden = h_prev.shape[1]
+    b, j = cuda_unit_index(h_prev.shape[0], hidden)
+    if b < 0:
         return
-    b = k // hidden
-    j = k - b * hidden
     # Summed in the reference's order: (gi + b_ih) + (gh + b_hh).
     r = cuda_sigmoid((gi[b, j] + input_bias[j]) + (gh[b, j] + hidden_bias[j]))
     z = cuda_sigmoid((gi[b, hidden + j] + input_bias[hidden + j]) + (gh[b, hidden + j] + hidden_bias[hidden + j]))
@@ -224,12 +223,10 @@ def _forward_cuda_kernel(gi, gh, input_bias, hidden_bias, h_prev, h, saved):
 
 @cuda.jit
 def _backward_cuda_kernel(dh, saved, h_prev, dgi, dgh, dh_prev):
-    k = cuda.grid(1)
-    batch, hidden = h_prev.shape
-    if k >= batch * hidden:
+    hidden = h_prev.shape[1]
+    b, j = cuda_unit_index(h_prev.shape[0], hidden)
+    if b < 0:
         return
-    b = k // hidden
-    j = k - b * hidden
     one = h_prev.dtype.type(1)
     r = saved[b, j]
     z = saved[b, hidden + j]

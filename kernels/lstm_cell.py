@@ -37,6 +37,7 @@ from ._common import (
     chunk_bounds,
     chunk_count,
     cuda_sigmoid,
+    cuda_unit_index,
     elementwise_launch,
     jit,
     output_array,
@@ -220,12 +221,10 @@ def lstm_cell_backward_numba(dh, dc, acts, c_prev, c, *, dgates=None):
 
 @cuda.jit
 def _forward_cuda_kernel(gates, input_gates, bias, c_prev, h, c, acts):
-    k = cuda.grid(1)
-    batch, hidden = c_prev.shape
-    if k >= batch * hidden:
+    hidden = c_prev.shape[1]
+    b, j = cuda_unit_index(c_prev.shape[0], hidden)
+    if b < 0:
         return
-    b = k // hidden
-    j = k - b * hidden
     i = cuda_sigmoid(gates[b, j] + input_gates[b, j] + bias[j])
     f = cuda_sigmoid(gates[b, hidden + j] + input_gates[b, hidden + j] + bias[hidden + j])
     g = math.tanh(gates[b, 2 * hidden + j] + input_gates[b, 2 * hidden + j] + bias[2 * hidden + j])
@@ -241,12 +240,10 @@ def _forward_cuda_kernel(gates, input_gates, bias, c_prev, h, c, acts):
 
 @cuda.jit
 def _backward_cuda_kernel(dh, dc, acts, c_prev, c, dgates, dc_prev):
-    k = cuda.grid(1)
-    batch, hidden = c.shape
-    if k >= batch * hidden:
+    hidden = c.shape[1]
+    b, j = cuda_unit_index(c.shape[0], hidden)
+    if b < 0:
         return
-    b = k // hidden
-    j = k - b * hidden
     one = c.dtype.type(1)
     i = acts[b, j]
     f = acts[b, hidden + j]

@@ -114,9 +114,7 @@ class TransformerEncoderLayer(Module):
         return x
 
     def _sa_block(self, x, attn_mask, key_padding_mask, is_causal):
-        x = self.self_attn(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask, need_weights=False,
-                           is_causal=bool(is_causal))[0]
-        return self.dropout1(x)
+        return _self_attention(self.self_attn, self.dropout1, x, attn_mask, key_padding_mask, is_causal)
 
     def _ff_block(self, x):
         return self.dropout2(self.linear2(self.dropout(self.activation(self.linear1(x)))))
@@ -164,9 +162,7 @@ class TransformerDecoderLayer(Module):
         return x
 
     def _sa_block(self, x, attn_mask, key_padding_mask, is_causal):
-        x = self.self_attn(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask, need_weights=False,
-                           is_causal=bool(is_causal))[0]
-        return self.dropout1(x)
+        return _self_attention(self.self_attn, self.dropout1, x, attn_mask, key_padding_mask, is_causal)
 
     def _mha_block(self, x, memory, attn_mask, key_padding_mask, is_causal):
         x = self.multihead_attn(x, memory, memory, attn_mask=attn_mask, key_padding_mask=key_padding_mask,
@@ -175,6 +171,13 @@ class TransformerDecoderLayer(Module):
 
     def _ff_block(self, x):
         return self.dropout3(self.linear2(self.dropout(self.activation(self.linear1(x)))))
+
+
+def _self_attention(attention, dropout, x, attn_mask, key_padding_mask, is_causal):
+    """The self-attention block both layers share: ``dropout(attention(x, x, x))`` with the masks."""
+    out = attention(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask, need_weights=False,
+                    is_causal=bool(is_causal))[0]
+    return dropout(out)
 
 
 def _check_count(name, label, count):
