@@ -35,9 +35,9 @@ each, times in microseconds:
   installed. ``omp`` is the faster and the steadier of the two (a parallel
   region costs a few microseconds; workqueue's cost tens, so it only pays on
   large kernels), hence :data:`LAYER_PREFERENCE`.
-- On an idle machine two threads pay 1.5-2.4x on the kernels at the shapes of
-  a small GPT (see the benchmark); the kernels stay serial below
-  ``PARALLEL_MIN_WORK`` (``_common.py``).
+- On an idle machine two threads pay 1.1-1.4x on the larger kernels at the
+  shapes of a small GPT (GELU, AdamW; see the benchmark); the kernels stay
+  serial below ``PARALLEL_MIN_WORK`` (``_common.py``), where they lose.
 - When another process keeps a core busy, a parallel call now and then waits
   a whole scheduler time slice (about 8 ms) for its descheduled second thread,
   and on average two threads become *slower* than one, for Numba (omp) and

@@ -1,6 +1,7 @@
 """The registry (get_kernel, kernel_for), lazy imports, and thread configuration."""
 
 import inspect
+import os
 import subprocess
 import sys
 
@@ -101,3 +102,27 @@ def test_blas_threads_at_most_limits_the_count_inside_and_restores_it_after():
         assert blas_threads() == start
     finally:
         set_blas_threads(before)
+
+
+def test_numba_cache_directory_is_per_version_of_the_kernel_sources(tmp_path):
+    # Numba checks a cached kernel against its own file only; a directory named
+    # by a hash of all kernel sources keeps a helper's change from being missed.
+    import hashlib
+    from pathlib import Path
+
+    import tinylm.kernels
+
+    digest = hashlib.sha256()
+    for source in sorted(Path(tinylm.kernels.__file__).parent.glob("*.py")):
+        digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    code = "import os, numba, tinylm.kernels._common; print(os.environ['NUMBA_CACHE_DIR'], numba.config.CACHE_DIR)"
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["XDG_CACHE_HOME"] = str(tmp_path)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    expected = tmp_path / "tinylm" / "numba" / digest.hexdigest()[:16]
+    assert result.stdout.split() == [str(expected)] * 2, result.stderr
+    assert expected.is_dir()
+
+    env["NUMBA_CACHE_DIR"] = str(tmp_path / "mine")  # the user's choice stands
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert result.stdout.split() == [str(tmp_path / "mine")] * 2, result.stderr
