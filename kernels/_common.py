@@ -66,11 +66,11 @@ def _cache_per_source_version():
     digest = hashlib.sha256()
     for source in sorted(Path(__file__).parent.glob("*.py")):
         digest.update(source.name.encode() + b"\0" + source.read_bytes())
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    directory = base / "tinylm" / "numba" / digest.hexdigest()[:16]
     try:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        directory = base / "tinylm" / "numba" / digest.hexdigest()[:16]
         directory.mkdir(parents=True, exist_ok=True)
-    except OSError:
+    except (OSError, RuntimeError):  # RuntimeError: no home directory to be found
         return
     if os.access(directory, os.W_OK):
         os.environ["NUMBA_CACHE_DIR"] = str(directory)
