@@ -163,30 +163,38 @@ def attention_softmax_backward_numba(dprobs, probs, scale):
 # --------------------------------------------------------------------------- CUDA
 
 
+@cuda.jit(device=True)
+def cuda_softmax_row(z, scale, visible, probs, scratch):
+    """probs = softmax(scale * z[:visible]), zeros after, for one row (S,), by all the
+    threads of a block, which stride over the keys; ``scratch`` is shared memory of
+    ``CUDA_MAX_BLOCK``. ``probs`` may be ``z`` itself. Also ``gpt_decode``'s softmax."""
+    tid, step = cuda.threadIdx.x, cuda.blockDim.x  # read before any barrier: see cuda_layernorm_row
+    dtype = z.dtype.type
+    m = dtype(-math.inf)
+    for j in range(tid, visible, step):
+        m = max(m, scale * z[j])
+    m = cuda_block_max(scratch, m)
+    total = dtype(0)
+    for j in range(tid, visible, step):
+        total += math.exp(scale * z[j] - m)
+    total = cuda_block_sum(scratch, total)
+    for j in range(tid, z.shape[0], step):  # each thread writes only what it reads
+        if j < visible:
+            probs[j] = math.exp(scale * z[j] - m) / total
+        else:
+            probs[j] = dtype(0)
+
+
 @cuda.jit
 def _forward_cuda_kernel(z, scale, causal, query_offset, n_queries, probs):
-    # One block per row; the block's threads stride over the keys.
+    # One block per row.
     r = cuda.blockIdx.x
-    tid = cuda.threadIdx.x
     scratch = cuda.shared.array(CUDA_MAX_BLOCK, z.dtype)
     s = z.shape[1]
-    dtype = z.dtype.type
     visible = s
     if causal:
         visible = min(s, max(0, query_offset + r % n_queries + 1))
-    m = dtype(-math.inf)
-    for j in range(tid, visible, cuda.blockDim.x):
-        m = max(m, scale * z[r, j])
-    m = cuda_block_max(scratch, m)
-    total = dtype(0)
-    for j in range(tid, visible, cuda.blockDim.x):
-        total += math.exp(scale * z[r, j] - m)
-    total = cuda_block_sum(scratch, total)
-    for j in range(tid, s, cuda.blockDim.x):
-        if j < visible:
-            probs[r, j] = math.exp(scale * z[r, j] - m) / total
-        else:
-            probs[r, j] = dtype(0)
+    cuda_softmax_row(z[r], scale, visible, probs[r], scratch)
 
 
 @cuda.jit

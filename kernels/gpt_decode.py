@@ -24,8 +24,8 @@ Per layer, for each sequence (x is its residual stream, C wide)::
 
 and at the end ``logits = layer_norm(x, ln_f) @ wte^T`` (the tied embedding).
 This is ``GPT.forward`` in eval mode for one position (``GPTDecoder`` uses
-it); the Numba version calls the layer-norm, GELU and attention-softmax
-kernels' own row functions, so it rounds as they do.
+it); the Numba and CUDA versions call the layer-norm, GELU and
+attention-softmax kernels' own row functions, so they round as those do.
 """
 
 import math
@@ -36,13 +36,13 @@ from numba import cuda
 
 from tinylm.backend import array_module
 
-from ._common import check_float, check_like, jit, lane_dot
+from ._common import CUDA_MAX_BLOCK, block_size_for, check_float, check_like, jit, lane_dot
 from .attention_softmax import _forward_rows as _softmax_rows
-from .attention_softmax import attention_softmax_forward_reference
+from .attention_softmax import attention_softmax_forward_reference, cuda_softmax_row
 from .gelu import _BLOCK as _GELU_BLOCK
-from .gelu import _gelu_block, gelu_forward_reference
+from .gelu import _cuda_gelu_value, _gelu_block, gelu_forward_reference
 from .layernorm import _forward_rows as _layernorm_rows
-from .layernorm import layernorm_forward_reference
+from .layernorm import cuda_layernorm_row, layernorm_forward_reference
 
 
 class DecoderWeights(NamedTuple):
@@ -261,31 +261,15 @@ def gpt_decode_step_numba(tokens, position, weights, keys, values, n_head, appro
 # --------------------------------------------------------------------------- CUDA
 #
 # One block per sequence; its threads share each stage (a thread per output
-# feature of a product, per key of a head's scores) and meet at a barrier
-# between stages. The stages' vectors live in a global scratch row of the
-# sequence. Plain, not fast: decoding is latency-bound on a GPU too.
+# feature of a product, per key of a head's scores; the layer norms and each
+# head's softmax by the whole block, with those kernels' row functions) and
+# meet at a barrier between stages. The stages' vectors live in a global
+# scratch row of the sequence. Plain, not fast: decoding is latency-bound on
+# a GPU too.
 
-
-@cuda.jit(device=True)
-def _cuda_layer_norm(x, weight, bias, eps, out, partial):
-    # partial: scratch of blockDim.x values; thread 0 does the two sums (rows are short).
-    t = cuda.threadIdx.x
-    n = x.shape[0]
-    dtype = x.dtype.type
-    if t == 0:
-        total = dtype(0)
-        for j in range(n):
-            total += x[j]
-        partial[0] = total / dtype(n)
-        square = dtype(0)
-        for j in range(n):
-            d = x[j] - partial[0]
-            square += d * d
-        partial[1] = dtype(1) / math.sqrt(square / dtype(n) + eps)
-    cuda.syncthreads()
-    for j in range(t, n, cuda.blockDim.x):
-        out[j] = (x[j] - partial[0]) * partial[1] * weight[j] + bias[j]
-    cuda.syncthreads()
+#: Most threads per block: one per feature of the widest product (4C) up to
+#: this; a power of two, at most CUDA_MAX_BLOCK, as the block reductions need.
+_CUDA_THREADS = 128
 
 
 @cuda.jit(device=True)
@@ -308,21 +292,23 @@ def _decode_cuda_kernel(tokens, position, wte, wpe, norms, attn_w, attn_b, proj_
     wide = fc_w.shape[2]
     dtype = wte.dtype.type
     scale = dtype(1.0 / math.sqrt(head))
+    block = wpe.shape[0]
+    shared = cuda.shared.array(CUDA_MAX_BLOCK, wte.dtype)
     row = scratch[b]
-    # scratch row layout: x | h | qkv | y | hidden | scores (n_head * block) | 2 stats
+    # scratch row layout: x | h | qkv | y | hidden | scores (n_head * block)
     x = row[0:width]
     h = row[width : 2 * width]
     qkv = row[2 * width : 5 * width]
     y = row[5 * width : 6 * width]
     hidden = row[6 * width : 6 * width + wide]
-    scores = row[6 * width + wide : 6 * width + wide + n_head * wpe.shape[0]]
-    partial = row[6 * width + wide + n_head * wpe.shape[0] :]
+    scores = row[6 * width + wide :]
     token = tokens[b]
     for j in range(t, width, cuda.blockDim.x):
         x[j] = wte[token, j] + wpe[position, j]
     cuda.syncthreads()
     for layer in range(attn_w.shape[0]):
-        _cuda_layer_norm(x, norms[layer, 0], norms[layer, 1], eps, h, partial)
+        cuda_layernorm_row(x, norms[layer, 0], norms[layer, 1], eps, h, shared)
+        cuda.syncthreads()  # h is read by other threads next
         _cuda_vector_matrix(h, attn_w[layer], attn_b[layer], qkv)
         for j in range(t, width, cuda.blockDim.x):
             keys[layer, b, j // head, position, j % head] = qkv[width + j]
@@ -333,47 +319,35 @@ def _decode_cuda_kernel(tokens, position, wte, wpe, norms, attn_w, attn_b, proj_
             total = dtype(0)
             for d in range(head):
                 total += qkv[hd * head + d] * keys[layer, b, hd, s, d]
-            scores[hd * wpe.shape[0] + s] = total * scale
+            scores[hd * block + s] = total
         cuda.syncthreads()
-        for hd in range(t, n_head, cuda.blockDim.x):  # one head per thread: its softmax
-            base = hd * wpe.shape[0]
-            m = scores[base]
-            for s in range(1, position + 1):
-                m = max(m, scores[base + s])
-            total = dtype(0)
-            for s in range(position + 1):
-                e = math.exp(scores[base + s] - m)
-                scores[base + s] = e
-                total += e
-            for s in range(position + 1):
-                scores[base + s] /= total
+        for hd in range(n_head):  # each head's softmax by the whole block, in place
+            head_scores = scores[hd * block : (hd + 1) * block]
+            cuda_softmax_row(head_scores, scale, position + 1, head_scores, shared)
         cuda.syncthreads()
         for j in range(t, width, cuda.blockDim.x):
             hd, d = j // head, j % head
             total = dtype(0)
             for s in range(position + 1):
-                total += scores[hd * wpe.shape[0] + s] * values[layer, b, hd, s, d]
+                total += scores[hd * block + s] * values[layer, b, hd, s, d]
             y[j] = total
         cuda.syncthreads()
         _cuda_vector_matrix(y, proj_w[layer], proj_b[layer], h)
         for j in range(t, width, cuda.blockDim.x):
             x[j] += h[j]
         cuda.syncthreads()
-        _cuda_layer_norm(x, norms[layer, 2], norms[layer, 3], eps, h, partial)
+        cuda_layernorm_row(x, norms[layer, 2], norms[layer, 3], eps, h, shared)
+        cuda.syncthreads()  # h is read by other threads next
         _cuda_vector_matrix(h, fc_w[layer], fc_b[layer], hidden)
         for j in range(t, wide, cuda.blockDim.x):
-            v = hidden[j]
-            if use_tanh:
-                u = dtype(0.7978845608028654) * (v + dtype(0.044715) * v * v * v)
-                hidden[j] = dtype(0.5) * v * (dtype(1) + math.tanh(u))
-            else:
-                hidden[j] = dtype(0.5) * v * (dtype(1) + math.erf(v * dtype(0.7071067811865476)))
+            hidden[j] = _cuda_gelu_value(hidden[j], use_tanh)
         cuda.syncthreads()
         _cuda_vector_matrix(hidden, mlp_proj_w[layer], mlp_proj_b[layer], h)
         for j in range(t, width, cuda.blockDim.x):
             x[j] += h[j]
         cuda.syncthreads()
-    _cuda_layer_norm(x, final_norm[0], final_norm[1], eps, h, partial)
+    cuda_layernorm_row(x, final_norm[0], final_norm[1], eps, h, shared)
+    cuda.syncthreads()
     for v in range(t, wte.shape[0], cuda.blockDim.x):
         total = dtype(0)
         for j in range(width):
@@ -389,8 +363,8 @@ def gpt_decode_step_cuda(tokens, position, weights, keys, values, n_head, approx
     logits = xp.empty((batch, weights.wte.shape[0]), dtype)
     if batch:
         wide = weights.fc_w.shape[2]
-        scratch = xp.empty((batch, 6 * width + wide + n_head * weights.wpe.shape[0] + 2), dtype)
-        _decode_cuda_kernel[batch, 128](
+        scratch = xp.empty((batch, 6 * width + wide + n_head * weights.wpe.shape[0]), dtype)
+        _decode_cuda_kernel[batch, block_size_for(wide, _CUDA_THREADS)](
             xp.asarray(tokens, dtype=np.int64), np.int64(position), *_arrays(weights), dtype.type(weights.eps),
             keys, values, np.int64(n_head), approximate == "tanh", scratch, logits)  # fmt: skip
     return logits

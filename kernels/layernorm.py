@@ -207,26 +207,38 @@ def layernorm_backward_numba(dy, x, weight, mean, rstd, *, has_bias=None):
 # --------------------------------------------------------------------------- CUDA
 
 
-@cuda.jit
-def _forward_cuda_kernel(x, weight, bias, eps, y, mean, rstd):
-    # One block per row; the block's threads stride over the features.
-    i = cuda.blockIdx.x
-    tid = cuda.threadIdx.x
-    scratch = cuda.shared.array(CUDA_MAX_BLOCK, x.dtype)
-    c = x.shape[1]
+@cuda.jit(device=True)
+def cuda_layernorm_row(x, weight, bias, eps, y, scratch):
+    """y = layer_norm(x) for one row x (C,), by all the threads of a block, which
+    stride over the features; ``scratch`` is shared memory of ``CUDA_MAX_BLOCK``.
+    Returns (mean, rstd). Also ``gpt_decode``'s layer norm."""
+    # Thread index and block size are read once, before any barrier: Numba's
+    # CUDA simulator gives a device function called from another module's
+    # kernel the fake ``cuda`` only until the first of its threads returns.
+    tid, step = cuda.threadIdx.x, cuda.blockDim.x
+    c = x.shape[0]
     dtype = x.dtype.type
     total = dtype(0)
-    for j in range(tid, c, cuda.blockDim.x):
-        total += x[i, j]
+    for j in range(tid, c, step):
+        total += x[j]
     mu = cuda_block_sum(scratch, total) / dtype(c)
     total = dtype(0)
-    for j in range(tid, c, cuda.blockDim.x):
-        d = x[i, j] - mu
+    for j in range(tid, c, step):
+        d = x[j] - mu
         total += d * d
     r = dtype(1) / math.sqrt(cuda_block_sum(scratch, total) / dtype(c) + eps)
-    for j in range(tid, c, cuda.blockDim.x):
-        y[i, j] = (x[i, j] - mu) * r * weight[j] + bias[j]
-    if tid == 0:
+    for j in range(tid, c, step):
+        y[j] = (x[j] - mu) * r * weight[j] + bias[j]
+    return mu, r
+
+
+@cuda.jit
+def _forward_cuda_kernel(x, weight, bias, eps, y, mean, rstd):
+    # One block per row.
+    i = cuda.blockIdx.x
+    scratch = cuda.shared.array(CUDA_MAX_BLOCK, x.dtype)
+    mu, r = cuda_layernorm_row(x[i], weight, bias, eps, y[i], scratch)
+    if cuda.threadIdx.x == 0:
         mean[i] = mu
         rstd[i] = r
 
