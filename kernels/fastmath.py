@@ -37,6 +37,7 @@ Accuracy, checked against long-double NumPy and ``math.erf`` in
   where the last bit matters more than speed.
 """
 
+import functools
 import math
 from fractions import Fraction
 
@@ -245,6 +246,7 @@ def _fit_erf32():
     return p.coef[::-1].astype(np.float32), q.coef[::-1].astype(np.float32)
 
 
+@functools.cache  # one fit and one jitted function, shared by fast_erf and fast_erf_and_gauss
 def _make_erf32_from_gauss():
     """erf(x) for a float32 x, given gauss = exp(-x**2) (the far branch's factor)."""
     p_coef, q_coef = _fit_erf32()

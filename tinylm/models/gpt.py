@@ -154,9 +154,10 @@ class GPT(nn.Module):
         ``GPTDecoder`` (tinylm.models.decoding) runs each new position through
         all the layers in one ``gpt_decode_step`` kernel call, without Tensors,
         and keeps the keys and values of the context, so each new token costs
-        one position; a restart re-reads the kept tokens once. Without the cache every step runs ``forward`` over the whole
-        context. Both compute the same logits (to rounding), so they give the
-        same tokens for the same seed.
+        one position; a restart re-reads the kept tokens once. Without the
+        cache every step runs ``forward`` over the whole context. Both compute
+        the same logits (to rounding), so they give the same tokens for the
+        same seed.
         """
         check_sampling(temperature, top_k, top_p)
         was_training = self.training
