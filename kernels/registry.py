@@ -35,6 +35,8 @@ _MODULES = {
     "attention_softmax_backward": "attention_softmax",
     "lstm_cell_forward": "lstm_cell",
     "lstm_cell_backward": "lstm_cell",
+    "lstm_sequence_forward": "lstm_sequence",
+    "lstm_sequence_backward": "lstm_sequence",
     "gru_cell_forward": "gru_cell",
     "gru_cell_backward": "gru_cell",
     "adamw_update": "adamw",

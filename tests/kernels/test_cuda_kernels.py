@@ -111,6 +111,20 @@ def test_lstm_and_gru_cells():
     _compare("gru_cell_backward", (dh, saved, c_prev))
 
 
+def test_lstm_sequence():
+    """The CUDA loop (CuPy's matmul between CUDA cells) on 2 steps, both directions."""
+    rng = _rng(8)
+    pre_x = (rng.standard_normal((2, 2, 8)) * 2).astype(np.float32)
+    w_hh = rng.standard_normal((8, 2)).astype(np.float32)
+    h0, c0, g_h, g_c = rng.standard_normal((4, 2, 2)).astype(np.float32)
+    g_out = rng.standard_normal((2, 2, 2)).astype(np.float32)
+    bias = rng.standard_normal(8).astype(np.float32)
+    for reverse in (False, True):
+        _compare("lstm_sequence_forward", (pre_x, w_hh, h0, c0, bias), {"reverse": reverse})
+        _, cells, acts = get_kernel("lstm_sequence_forward", "numpy")(pre_x, w_hh, h0, c0, bias, reverse=reverse)
+        _compare("lstm_sequence_backward", (g_out, g_h, g_c, w_hh, c0, cells, acts), {"reverse": reverse})
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_adamw_update(dtype):
     rng = _rng(6)

@@ -103,8 +103,9 @@ class _SequenceFunction(Function):
 
         ``d_in`` (T, B, G*H) is the gradient on the input projection
         X @ W_ih^T + b_ih, ``d_hidden`` the one on h_prev @ W_hh^T + b_hh (the
-        same array for RNN and LSTM, where both enter the same sum) and
-        ``d_states`` the gradients on the initial states.
+        same array for RNN and LSTM, where both enter the same sum, and whose
+        sum over the rows is then both bias gradients) and ``d_states`` the
+        gradients on the initial states.
         """
         needs = self.needs_input_grad
         rows, width = self.x_rows.shape[0], d_in.shape[2]
@@ -120,8 +121,14 @@ class _SequenceFunction(Function):
         else:
             grads.append(None)
         if len(needs) > k + 2:  # with biases
-            grads.append(d_in.sum(axis=(0, 1)) if needs[k + 2] else None)
-            grads.append(d_hidden.sum(axis=(0, 1)) if needs[k + 3] else None)
+            d_b_ih = d_in.sum(axis=(0, 1)) if needs[k + 2] else None
+            if not needs[k + 3]:
+                d_b_hh = None
+            elif d_hidden is d_in and d_b_ih is not None:
+                d_b_hh = d_b_ih.copy()  # one sum of the (T, B, G*H) gradients for both; an array each
+            else:
+                d_b_hh = d_hidden.sum(axis=(0, 1))
+            grads += [d_b_ih, d_b_hh]
         return tuple(grads)
 
     def _total_grad(self, carried, g_out, t):
@@ -177,50 +184,28 @@ class LSTMFunction(_SequenceFunction):
     """LSTM with PyTorch's gate order i, f, g, o; inputs (x, h0, c0, w_ih, w_hh[, b_ih, b_hh]),
     outputs (output, h_n, c_n).
 
-    The cell is ``lstm_cell_forward`` / ``lstm_cell_backward`` from the
-    kernels; the forward saves every step's activated gates (T, B, 4H) and
-    cell state (T, B, H).
+    The loop over the steps is the ``lstm_sequence_forward`` /
+    ``lstm_sequence_backward`` kernel (on the CPU, the whole loop compiled),
+    which keeps every step's activated gates (T, B, 4H) and cell state (T, B, H)
+    for the backward.
     """
 
     n_states = 2
 
     def forward(self, x, h0, c0, w_ih, w_hh, *biases, reverse=False):
-        xp = array_module(x)
-        self._save(x, h0, w_ih, w_hh, reverse)
         length, batch, _ = x.shape
+        self._save(x, h0, w_ih, w_hh, reverse)
         pre_x = _project_inputs(self.x_rows, (length, batch), w_ih)
-        bias = _bias_sum(biases)
-        cell = kernel_for("lstm_cell_forward", x)
-        out = xp.empty((length, batch, w_hh.shape[1]), dtype=x.dtype)
-        keep = any(self.needs_input_grad)  # under no_grad nothing is kept for a backward
-        cells, acts = [None] * length, [None] * length
-        w_hh_t = contiguous_transpose(w_hh)
-        h, c = h0, c0
-        for t in steps(length, reverse):
-            h, c, act = cell(h @ w_hh_t, c, pre_x[t], bias)
-            out[t] = h
-            if keep:
-                cells[t], acts[t] = c, act
+        run = kernel_for("lstm_sequence_forward", x)
+        out, cells, acts = run(pre_x, w_hh, h0, c0, _bias_sum(biases), reverse=reverse)
+        last = 0 if reverse else length - 1
         self.out, self.c0, self.cells, self.acts = out, c0, cells, acts
-        return out, h, (c.copy() if keep else c)  # c_n apart from the saved cells[-1]
+        return out, out[last].copy(), cells[last].copy()  # h_n, c_n apart from the saved arrays
 
     def backward(self, g_out, g_h, g_c):
-        out, w_hh, cells, c0 = self.out, self.w_hh, self.cells, self.c0
-        xp = array_module(out)
-        length = out.shape[0]
-        cell_backward = kernel_for("lstm_cell_backward", out)
-        d_gates = xp.empty((length, out.shape[1], w_hh.shape[0]), dtype=out.dtype)
-        zeros = xp.zeros(out.shape[1:], dtype=out.dtype)
-        dh = zeros if g_h is None else g_h
-        dc = zeros if g_c is None else g_c
-        previous = -1 if self.reverse else 1  # backward visits t, then the step before it
-        for t in steps(length, not self.reverse):
-            dh = self._total_grad(dh, g_out, t)
-            first = t == (length - 1 if self.reverse else 0)
-            c_prev = c0 if first else cells[t - previous]
-            dg, dc = cell_backward(dh, dc, self.acts[t], c_prev, cells[t], dgates=d_gates[t])
-            dh = dg @ w_hh
-        return self._gradients(d_gates, d_gates, [dh, dc])
+        run = kernel_for("lstm_sequence_backward", self.acts)
+        d_gates, dh0, dc0 = run(g_out, g_h, g_c, self.w_hh, self.c0, self.cells, self.acts, reverse=self.reverse)
+        return self._gradients(d_gates, d_gates, [dh0, dc0])
 
 
 class GRUFunction(_SequenceFunction):
