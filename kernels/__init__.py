@@ -14,7 +14,8 @@ Kernels: cross_entropy_forward/backward, layernorm_forward/backward,
 gelu_forward/backward, gelu_forward_with_grad, bias_gelu_forward/backward,
 attention_softmax_forward/backward, lstm_cell_forward/backward,
 lstm_sequence_forward/backward (an LSTM layer's whole loop over time),
-gru_cell_forward/backward, adamw_update, gpt_decode_step (see ``KERNELS``).
+gru_cell_forward/backward, gru_sequence_forward/backward, adamw_update,
+gpt_decode_step (see ``KERNELS``).
 
 Importing this package does not import Numba (it would cost a third of a
 second); a kernel's module is imported on the first ``get_kernel`` for it, and

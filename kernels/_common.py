@@ -157,6 +157,24 @@ def use_parallel(n_elements, transcendental=False):
     return work >= PARALLEL_MIN_WORK and numba.get_num_threads() > 1
 
 
+def check_sequence(kernel, name, array, w_hh, gates, per_unit=None):
+    """(T, B, H) of a recurrent layer's (T, B, per_unit * H) array, once it and
+    w_hh (gates * H, H) are checked; ``per_unit`` defaults to ``gates``."""
+    per_unit = gates if per_unit is None else per_unit
+    check_float(kernel, name, array, ndim=3)
+    length, batch, width = array.shape
+    if width % per_unit:
+        raise ValueError(f"{kernel}: {name} must have shape (T, B, {per_unit}H), got {array.shape}")
+    hidden = width // per_unit
+    check_like(kernel, "w_hh", w_hh, array.dtype, (gates * hidden, hidden))
+    return length, batch, hidden
+
+
+def time_steps(length, reverse):
+    """The time indices a recurrent layer visits, in order: 0..T-1, or T-1..0 with ``reverse``."""
+    return range(length - 1, -1, -1) if reverse else range(length)
+
+
 # --------------------------------------------------------------------------- CPU helpers
 
 

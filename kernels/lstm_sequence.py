@@ -36,26 +36,16 @@ import numpy as np
 
 from tinylm.backend import array_module
 
-from ._common import check_float, check_like, jit
+from ._common import check_like, check_sequence, jit, time_steps
 from .blas import find_gemm, gemm_into
 from .lstm_cell import _backward_row, _cell_row, _sum_into
 
 GATES = 4
 
 
-def _sequence_shape(kernel, name, array, w_hh):
-    """(T, B, H) of a (T, B, 4H) array, once it and w_hh (4H, H) are checked."""
-    check_float(kernel, name, array, ndim=3)
-    length, batch, width = array.shape
-    if width % GATES:
-        raise ValueError(f"{kernel}: {name} must have shape (T, B, 4H), got {array.shape}")
-    check_like(kernel, "w_hh", w_hh, array.dtype, (width, width // GATES))
-    return length, batch, width // GATES
-
-
 def _check_forward(pre_x, w_hh, h0, c0, bias):
     kernel = "lstm_sequence_forward"
-    _, batch, hidden = _sequence_shape(kernel, "pre_x", pre_x, w_hh)
+    _, batch, hidden = check_sequence(kernel, "pre_x", pre_x, w_hh, GATES)
     check_like(kernel, "h0", h0, pre_x.dtype, (batch, hidden))
     check_like(kernel, "c0", c0, pre_x.dtype, (batch, hidden))
     if bias is not None:
@@ -64,7 +54,7 @@ def _check_forward(pre_x, w_hh, h0, c0, bias):
 
 def _check_backward(g_out, g_h, g_c, w_hh, c0, cells, acts):
     kernel = "lstm_sequence_backward"
-    length, batch, hidden = _sequence_shape(kernel, "acts", acts, w_hh)
+    length, batch, hidden = check_sequence(kernel, "acts", acts, w_hh, GATES)
     check_like(kernel, "cells", cells, acts.dtype, (length, batch, hidden))
     check_like(kernel, "c0", c0, acts.dtype, (batch, hidden))
     if g_out is not None:
@@ -72,10 +62,6 @@ def _check_backward(g_out, g_h, g_c, w_hh, c0, cells, acts):
     for name, array in (("g_h", g_h), ("g_c", g_c)):
         if array is not None:
             check_like(kernel, name, array, acts.dtype, (batch, hidden))
-
-
-def _steps(length, reverse):
-    return range(length - 1, -1, -1) if reverse else range(length)
 
 
 # --------------------------------------------------------------------------- NumPy reference (and CUDA)
@@ -90,7 +76,7 @@ def _forward_loop(cell, pre_x, w_hh, h0, c0, bias, reverse):
     acts = xp.empty_like(pre_x)
     w_hh_t = xp.ascontiguousarray(w_hh.T)
     h, c = h0, c0
-    for t in _steps(length, reverse):
+    for t in time_steps(length, reverse):
         out[t], cells[t], acts[t] = cell(h @ w_hh_t, c, pre_x[t], bias)
         h, c = out[t], cells[t]
     return out, cells, acts
@@ -105,7 +91,7 @@ def _backward_loop(cell_backward, g_out, g_h, g_c, w_hh, c0, cells, acts, revers
     dc = xp.zeros_like(dh) if g_c is None else g_c
     first = length - 1 if reverse else 0
     before = 1 if reverse else -1  # the step the forward visited just before t
-    for t in _steps(length, not reverse):
+    for t in time_steps(length, not reverse):
         if g_out is not None:
             dh = dh + g_out[t]
         c_prev = c0 if t == first else cells[t + before]

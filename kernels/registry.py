@@ -39,6 +39,8 @@ _MODULES = {
     "lstm_sequence_backward": "lstm_sequence",
     "gru_cell_forward": "gru_cell",
     "gru_cell_backward": "gru_cell",
+    "gru_sequence_forward": "gru_sequence",
+    "gru_sequence_backward": "gru_sequence",
     "adamw_update": "adamw",
     "gpt_decode_step": "gpt_decode",
 }

@@ -125,6 +125,20 @@ def test_lstm_sequence():
         _compare("lstm_sequence_backward", (g_out, g_h, g_c, w_hh, c0, cells, acts), {"reverse": reverse})
 
 
+def test_gru_sequence():
+    """The CUDA loop (CuPy's matmul between CUDA cells) on 2 steps, both directions."""
+    rng = _rng(9)
+    gi = (rng.standard_normal((2, 2, 6)) * 2).astype(np.float32)
+    w_hh = rng.standard_normal((6, 2)).astype(np.float32)
+    h0, g_h = rng.standard_normal((2, 2, 2)).astype(np.float32)
+    g_out = rng.standard_normal((2, 2, 2)).astype(np.float32)
+    b_ih, b_hh = rng.standard_normal((2, 6)).astype(np.float32)
+    for reverse in (False, True):
+        _compare("gru_sequence_forward", (gi, w_hh, h0, b_ih, b_hh), {"reverse": reverse})
+        out, saved = get_kernel("gru_sequence_forward", "numpy")(gi, w_hh, h0, b_ih, b_hh, reverse=reverse)
+        _compare("gru_sequence_backward", (g_out, g_h, w_hh, h0, out, saved), {"reverse": reverse})
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_adamw_update(dtype):
     rng = _rng(6)

@@ -13,15 +13,18 @@ Forward, for every op:
     1. the input projection of all steps in one matmul:
            X (T*B, I) @ W_ih^T               -> (T, B, G*H)
     2. a loop over the steps (t = 0..T-1, or T-1..0 with ``reverse``):
-           h_prev @ W_hh^T, then the pointwise cell
-       (for LSTM and GRU the cell is a kernel from ``tinylm.kernels``).
+           h_prev @ W_hh^T, then the pointwise cell.
+       For the LSTM and the GRU the whole loop, forward and backward, is a
+       kernel from ``tinylm.kernels`` (``lstm_sequence_*``, ``gru_sequence_*``),
+       which on the CPU runs compiled, with no Python between the steps; the
+       RNN's loop is NumPy's.
 
 The RNN adds its biases (summed first) to the projections in one pass. The LSTM
-and GRU cell kernels take the step's projection and the biases as separate
-arguments and add them as they read the gates, as PyTorch's fused cells do.
-Added apart, the biases were a pass each over the (T, B, G*H) projections and
-the projection an add per step: 7-12 ms of a 150-190 ms step of the LSTM
-language model in ``benchmarks/compare.py``, measured.
+and GRU kernels take the projections and the biases apart and add them as the
+cells read the gates, as PyTorch's fused cells do. Added apart, the biases
+were a pass each over the (T, B, G*H) projections and the projection an add
+per step: 7-12 ms of a 150-190 ms step of the LSTM language model in
+``benchmarks/compare.py``, measured.
 
 Backward is backpropagation through time from the values the forward saved,
 without re-running the forward:
@@ -49,7 +52,8 @@ from tinylm.tensor import Function
 
 
 def contiguous_transpose(w_hh):
-    """W_hh^T (H, G*H) as a contiguous copy, made once per sequence.
+    """W_hh^T (H, G*H) as a contiguous copy, made once per sequence (the RNN's loop; the
+    LSTM and GRU kernels do the same).
 
     The loop multiplies by it at every step, and OpenBLAS is faster on a
     contiguous right operand than on the transposed view: for the LSTM LM of
@@ -213,47 +217,24 @@ class GRUFunction(_SequenceFunction):
 
     ``b_hh`` cannot be folded into the input projection (the reset gate scales
     its n part), so the gate gradients come in two arrays: dGi on
-    x @ W_ih^T + b_ih and dGh on h @ W_hh^T + b_hh. The cell is
-    ``gru_cell_forward`` / ``gru_cell_backward`` from the kernels.
+    x @ W_ih^T + b_ih and dGh on h @ W_hh^T + b_hh. The loop over the steps is
+    the ``gru_sequence_forward`` / ``gru_sequence_backward`` kernel (on the
+    CPU, the whole loop compiled), which keeps every step's [r, z, n, gh_n].
     """
 
     def forward(self, x, h0, w_ih, w_hh, *biases, reverse=False):
-        xp = array_module(x)
-        self._save(x, h0, w_ih, w_hh, reverse)
         length, batch, _ = x.shape
+        self._save(x, h0, w_ih, w_hh, reverse)
         b_ih, b_hh = biases if biases else (None, None)
         gi = _project_inputs(self.x_rows, (length, batch), w_ih)
-        cell = kernel_for("gru_cell_forward", x)
-        out = xp.empty((length, batch, w_hh.shape[1]), dtype=x.dtype)
-        keep = any(self.needs_input_grad)
-        saved = [None] * length
-        w_hh_t = contiguous_transpose(w_hh)
-        h = h0
-        for t in steps(length, reverse):
-            h, step_saved = cell(gi[t], h @ w_hh_t, h, b_ih, b_hh)
-            out[t] = h
-            if keep:
-                saved[t] = step_saved
+        out, saved = kernel_for("gru_sequence_forward", x)(gi, w_hh, h0, b_ih, b_hh, reverse=reverse)
         self.out, self.saved = out, saved
-        return out, h
+        return out, out[0 if reverse else length - 1].copy()  # h_n apart from the saved outputs
 
     def backward(self, g_out, g_h):
-        out, w_hh = self.out, self.w_hh
-        xp = array_module(out)
-        length = out.shape[0]
-        cell_backward = kernel_for("gru_cell_backward", out)
-        d_gi = xp.empty((length, out.shape[1], w_hh.shape[0]), dtype=out.dtype)
-        d_gh = xp.empty_like(d_gi)
-        dh = xp.zeros(out.shape[1:], dtype=out.dtype) if g_h is None else g_h
-        previous = -1 if self.reverse else 1
-        for t in steps(length, not self.reverse):
-            dh = self._total_grad(dh, g_out, t)
-            first = t == (length - 1 if self.reverse else 0)
-            h_prev = self.h0 if first else out[t - previous]
-            _, dgh, dh_direct = cell_backward(dh, self.saved[t], h_prev, dgi=d_gi[t], dgh=d_gh[t])
-            dh = dgh @ w_hh
-            dh += dh_direct
-        return self._gradients(d_gi, d_gh, [dh])
+        run = kernel_for("gru_sequence_backward", self.saved)
+        d_gi, d_gh, dh0 = run(g_out, g_h, self.w_hh, self.h0, self.out, self.saved, reverse=self.reverse)
+        return self._gradients(d_gi, d_gh, [dh0])
 
 
 #: The op and its number of initial states, per PyTorch mode name.

@@ -1,5 +1,5 @@
-"""lstm_sequence_forward/backward: the compiled loop against the NumPy loop, and the
-BLAS call it is built on (kernels/blas.py) against NumPy's matmul."""
+"""lstm_sequence_* and gru_sequence_*: the compiled loops against the NumPy loops, and
+the BLAS call they are built on (kernels/blas.py) against NumPy's matmul."""
 
 import numpy as np
 import pytest
@@ -10,14 +10,21 @@ from tinylm.kernels import blas, get_kernel
 from tinylm.kernels.testing import assert_close
 
 NAMES = ("out", "cells", "acts", "dgates", "dh0", "dc0")
+GRU_NAMES = ("out", "saved", "dgi", "dgh", "dh0")
 
 
-def _case(length, batch, hidden, dtype, seed, with_bias, with_grads):
+def _drawer(seed, dtype):
     rng = np.random.default_rng(seed)
 
     def draw(*shape, scale=1.0):
         return (rng.standard_normal(shape) * scale).astype(dtype)
 
+    return draw
+
+
+def _case(length, batch, hidden, dtype, seed, with_bias, with_grads):
+    """Inputs of the LSTM kernels: forward's keyword arguments, then the gradients'."""
+    draw = _drawer(seed, dtype)
     forward = dict(
         pre_x=draw(length, batch, 4 * hidden, scale=2),
         w_hh=draw(4 * hidden, hidden, scale=1 / np.sqrt(hidden)),
@@ -55,14 +62,64 @@ CASES = dict(
 
 
 @given(**CASES)
-def test_numba_matches_reference(length, batch, hidden, dtype, seed, with_bias, with_grads, reverse):
+def test_lstm_numba_matches_reference(length, batch, hidden, dtype, seed, with_bias, with_grads, reverse):
     forward, grads = _case(length, batch, hidden, dtype, seed, with_bias, with_grads)
     expected = _run("numpy", forward, grads, reverse)
     for name, got, want in zip(NAMES, _run("numba", forward, grads, reverse), expected):
         assert_close(got, want, scale=4, err_msg=name)
 
 
-def test_reference_is_the_cell_applied_step_by_step():
+def _gru_case(length, batch, hidden, dtype, seed, with_bias, with_grads):
+    """Inputs of the GRU kernels (with_grads: whether g_out and g_h are given)."""
+    draw = _drawer(seed, dtype)
+    forward = dict(
+        gi=draw(length, batch, 3 * hidden, scale=2),
+        w_hh=draw(3 * hidden, hidden, scale=1 / np.sqrt(hidden)),
+        h0=draw(batch, hidden),
+        b_ih=draw(3 * hidden) if with_bias else None,
+        b_hh=draw(3 * hidden) if with_bias else None,
+    )
+    grads = dict(g_out=draw(length, batch, hidden) if with_grads[0] else None,
+                 g_h=draw(batch, hidden) if with_grads[1] else None)
+    return forward, grads
+
+
+def _run_gru(backend, forward, grads, reverse):
+    out, saved = get_kernel("gru_sequence_forward", backend)(**forward, reverse=reverse)
+    backward = get_kernel("gru_sequence_backward", backend)
+    dgi, dgh, dh0 = backward(**grads, w_hh=forward["w_hh"], h0=forward["h0"], out=out, saved=saved, reverse=reverse)
+    return out, saved, dgi, dgh, dh0
+
+
+@given(**CASES)
+def test_gru_numba_matches_reference(length, batch, hidden, dtype, seed, with_bias, with_grads, reverse):
+    forward, grads = _gru_case(length, batch, hidden, dtype, seed, with_bias, with_grads)
+    expected = _run_gru("numpy", forward, grads, reverse)
+    for name, got, want in zip(GRU_NAMES, _run_gru("numba", forward, grads, reverse), expected):
+        assert_close(got, want, scale=4, err_msg=name)
+
+
+def test_gru_reference_is_the_cell_applied_step_by_step():
+    forward, grads = _gru_case(3, 2, 4, np.float64, 5, True, (True, True, False))
+    out, saved, dgi, dgh, dh0 = _run_gru("numpy", forward, grads, reverse=False)
+    cell = get_kernel("gru_cell_forward", "numpy")
+    cell_backward = get_kernel("gru_cell_backward", "numpy")
+    h, previous = forward["h0"], []
+    for t in range(3):
+        previous.append(h)
+        h, step_saved = cell(forward["gi"][t], h @ forward["w_hh"].T, h, forward["b_ih"], forward["b_hh"])
+        assert_close(out[t], h, err_msg=f"h at step {t}")
+        assert_close(saved[t], step_saved, err_msg=f"saved at step {t}")
+    dh = grads["g_h"]
+    for t in (2, 1, 0):
+        step_dgi, step_dgh, direct = cell_backward(dh + grads["g_out"][t], saved[t], previous[t])
+        assert_close(dgi[t], step_dgi, err_msg=f"dgi at step {t}")
+        assert_close(dgh[t], step_dgh, err_msg=f"dgh at step {t}")
+        dh = step_dgh @ forward["w_hh"] + direct
+    assert_close(dh0, dh, err_msg="dh0")
+
+
+def test_lstm_reference_is_the_cell_applied_step_by_step():
     """The reference loop against the cell kernel, called by hand for each step in turn."""
     forward, grads = _case(4, 3, 5, np.float64, 7, True, (True, True, True))
     out, cells, acts, dgates, dh0, dc0 = _run("numpy", forward, grads, reverse=True)
@@ -91,6 +148,10 @@ def test_without_openblas_the_numba_version_loops_in_python(monkeypatch):
     forward, grads = _case(3, 2, 4, np.float64, 3, True, (True, False, True))
     for name, got, want in zip(NAMES, _run("numba", forward, grads, False), _run("numpy", forward, grads, False)):
         assert_close(got, want, err_msg=name)
+    forward, grads = _gru_case(3, 2, 4, np.float64, 3, True, (True, False))
+    expected = _run_gru("numpy", forward, grads, True)
+    for name, got, want in zip(GRU_NAMES, _run_gru("numba", forward, grads, True), expected):
+        assert_close(got, want, err_msg=name)
 
 
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
@@ -107,6 +168,15 @@ def test_bad_shapes_are_refused_with_names(backend):
     with pytest.raises(ValueError, match=r"g_out must have shape \(2, 3, 4\)"):
         get_kernel("lstm_sequence_backward", backend)(
             grads["g_out"][:1], None, None, forward["w_hh"], forward["c0"], cells, acts)
+    forward, grads = _gru_case(2, 3, 4, np.float32, 0, True, (True, True))
+    run = get_kernel("gru_sequence_forward", backend)
+    with pytest.raises(ValueError, match=r"gi must have shape \(T, B, 3H\)"):
+        run(**dict(forward, gi=forward["gi"][..., :10]))
+    with pytest.raises(ValueError, match=r"b_hh must have shape \(12,\)"):
+        run(**dict(forward, b_hh=forward["b_hh"][:4]))
+    out, saved = run(**forward)
+    with pytest.raises(ValueError, match=r"h0 must have shape \(3, 4\)"):
+        get_kernel("gru_sequence_backward", backend)(None, None, forward["w_hh"], forward["h0"][:2], out, saved)
 
 
 # --------------------------------------------------------------------------- blas.gemm_into
