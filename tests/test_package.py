@@ -10,8 +10,11 @@ def _run(code, cwd="/"):
 
 
 def test_import_loads_neither_numba_nor_cupy():
-    loaded = _run("import sys, tinylm; print(sorted(m for m in ('numba', 'cupy', 'matplotlib') if m in sys.modules))")
-    assert loaded.strip() == "[]"
+    """Nor do the models, layers and the command's module: Numba loads with the first kernel."""
+    for modules in ("tinylm", "tinylm.nn, tinylm.models, tinylm.cli"):
+        loaded = _run(f"import sys, {modules}; "
+                      "print(sorted(m for m in ('numba', 'cupy', 'matplotlib') if m in sys.modules))")
+        assert loaded.strip() == "[]", modules
 
 
 def test_kernels_install_as_tinylm_kernels():

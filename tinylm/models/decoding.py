@@ -26,7 +26,6 @@ on every call.
 import numpy as np
 
 from tinylm.backend import array_module, to_numpy
-from tinylm.kernels.gpt_decode import pack_gpt_weights
 from tinylm.kernels.registry import kernel_for
 
 
@@ -52,6 +51,8 @@ class GPTDecoder:
         self.vocab_size = wte.shape[0]
         self.dtype = wte.dtype
         self.xp = array_module(wte)
+        from tinylm.kernels.gpt_decode import pack_gpt_weights  # imports Numba: when a decoder is made, not at import
+
         self.weights = pack_gpt_weights(
             self.xp, self.dtype, wte, transformer.wpe.weight.data,
             [_block_arrays(block) for block in transformer.h],
