@@ -17,19 +17,29 @@ h_prev @ W_hh^T straight into ``pre_x[t]`` (BLAS's beta = 1, no array per
 step) and writes every step's results into arrays made once. What that saves
 is the Python between the steps: per step about 20 us of calls, checks and
 allocations around a 120-150 us matmul. Measured on the project's 2-core
-machine for the LSTM language model of ``benchmarks/compare.py`` (2 threads,
-6 alternating runs each, median training step): 175.8 ms with the Python
-loop, 150.0 ms with this one.
+machine for the LSTM language model of ``benchmarks/compare.py`` (2 threads),
+in one process alternating 4 training steps of each: the Python loop took
+1.09x as long per step (median over 12 rounds, in two runs: 159.1 against
+149.9 ms and 202.9 against 183.9 ms; the machine's speed drifts between
+processes, not the ratio).
 
-Tried and dropped: splitting the hidden units between the two threads, each
-running OpenBLAS on one thread on its own half of W_hh and the cell on its own
-units. It gained about 3% more (145.0 ms in the same runs), but only with two
-process-wide settings that must be in place before NumPy and Numba load:
-OpenBLAS's threads poll for new work for about 0.1 s after each product and
-take a core from the loop's second thread meanwhile (the forward loop's
-products took 12 ms alone and 28-38 ms while they polled), and Numba's idle
-threads must spin a little instead of sleeping (waking them for a parallel
-region at every step costs 40-100 us).
+Tried and dropped:
+
+- Splitting the hidden units between the two threads, each running OpenBLAS
+  on one thread on its own half of W_hh and the cell on its own units. It
+  gained about 3% more (one run of fresh processes: 145.0 against 149.5 ms),
+  but only with two process-wide settings that must be in place before NumPy
+  and Numba load: OpenBLAS's threads poll for new work for about 0.1 s after
+  each product and take a core from the loop's second thread meanwhile (the
+  forward loop's products took 12 ms alone and 28-38 ms while they polled),
+  and Numba's idle threads must spin a little instead of sleeping (waking
+  them for a parallel region at every step costs 40-100 us).
+- The products transposed, W_hh @ h^T: 127 against 163 us forward and 131
+  against 183 us backward, but the transposes of the gates and of h around
+  them cost as much (forward loop 25.2 ms either way, backward 23.3 against
+  22.8). Keeping the whole layer gate-major, (4H, T*B), needs no transposes
+  but made the forward with its projection 53 ms against 30: each step then
+  touches 4H rows 12.8 kB apart.
 """
 
 import numpy as np
