@@ -56,8 +56,6 @@ def find_gemm(dtype):
 
 
 def _look_up(letter):
-    import numpy  # noqa: F401  (loads NumPy's OpenBLAS, if it has one)
-
     for path in _loaded_openblas():
         library = ctypes.CDLL(path)
         for prefix, suffix, int_type in _GEMM_NAMES:

@@ -25,7 +25,16 @@ from tinylm.backend import array_module
 
 from ._common import check_like, check_sequence, jit, time_steps
 from .blas import find_gemm, gemm_into
-from .gru_cell import _backward_rows, _forward_rows
+from .gru_cell import (
+    _backward_rows,
+    _forward_rows,
+    gru_cell_backward_cuda,
+    gru_cell_backward_numba,
+    gru_cell_backward_reference,
+    gru_cell_forward_cuda,
+    gru_cell_forward_numba,
+    gru_cell_forward_reference,
+)
 
 GATES = 3
 
@@ -96,8 +105,6 @@ def gru_sequence_forward_reference(gi, w_hh, h0, b_ih=None, b_hh=None, *, revers
     h_t (T, B, H) and each step's [r, z, n, gh_n] (T, B, 4H) for the backward.
     """
     _check_forward(gi, w_hh, h0, b_ih, b_hh)
-    from .gru_cell import gru_cell_forward_reference
-
     return _forward_loop(gru_cell_forward_reference, gi, w_hh, h0, b_ih, b_hh, reverse)
 
 
@@ -111,8 +118,6 @@ def gru_sequence_backward_reference(g_out, g_h, w_hh, h0, out, saved, *, reverse
     on the initial state.
     """
     _check_backward(g_out, g_h, w_hh, h0, out, saved)
-    from .gru_cell import gru_cell_backward_reference
-
     return _backward_loop(gru_cell_backward_reference, g_out, g_h, w_hh, h0, out, saved, reverse)
 
 
@@ -158,9 +163,7 @@ def gru_sequence_forward_numba(gi, w_hh, h0, b_ih=None, b_hh=None, *, reverse=Fa
     _check_forward(gi, w_hh, h0, b_ih, b_hh)
     found = find_gemm(gi.dtype)
     if found is None:  # no OpenBLAS to call from compiled code: NumPy's matmul between Numba cells
-        from .gru_cell import gru_cell_forward_numba
-
-        return _forward_loop(gru_cell_forward_numba, gi, w_hh, h0, b_ih, b_hh, reverse)
+            return _forward_loop(gru_cell_forward_numba, gi, w_hh, h0, b_ih, b_hh, reverse)
     length, batch, width = gi.shape
     hidden = width // GATES
     out = np.empty((length, batch, hidden), gi.dtype)
@@ -177,9 +180,7 @@ def gru_sequence_backward_numba(g_out, g_h, w_hh, h0, out, saved, *, reverse=Fal
     _check_backward(g_out, g_h, w_hh, h0, out, saved)
     found = find_gemm(saved.dtype)
     if found is None:
-        from .gru_cell import gru_cell_backward_numba
-
-        return _backward_loop(gru_cell_backward_numba, g_out, g_h, w_hh, h0, out, saved, reverse)
+            return _backward_loop(gru_cell_backward_numba, g_out, g_h, w_hh, h0, out, saved, reverse)
     length, batch, hidden = out.shape
     dgi = np.empty((length, batch, GATES * hidden), saved.dtype)
     dgh = np.empty_like(dgi)
@@ -199,14 +200,10 @@ def gru_sequence_backward_numba(g_out, g_h, w_hh, h0, out, saved, *, reverse=Fal
 def gru_sequence_forward_cuda(gi, w_hh, h0, b_ih=None, b_hh=None, *, reverse=False):
     """CUDA version of :func:`gru_sequence_forward_reference`: CuPy's matmul and the CUDA cell, step by step."""
     _check_forward(gi, w_hh, h0, b_ih, b_hh)
-    from .gru_cell import gru_cell_forward_cuda
-
     return _forward_loop(gru_cell_forward_cuda, gi, w_hh, h0, b_ih, b_hh, reverse)
 
 
 def gru_sequence_backward_cuda(g_out, g_h, w_hh, h0, out, saved, *, reverse=False):
     """CUDA version of :func:`gru_sequence_backward_reference`."""
     _check_backward(g_out, g_h, w_hh, h0, out, saved)
-    from .gru_cell import gru_cell_backward_cuda
-
     return _backward_loop(gru_cell_backward_cuda, g_out, g_h, w_hh, h0, out, saved, reverse)

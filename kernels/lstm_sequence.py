@@ -48,7 +48,17 @@ from tinylm.backend import array_module
 
 from ._common import check_like, check_sequence, jit, time_steps
 from .blas import find_gemm, gemm_into
-from .lstm_cell import _backward_row, _cell_row, _sum_into
+from .lstm_cell import (
+    _backward_row,
+    _cell_row,
+    _sum_into,
+    lstm_cell_backward_cuda,
+    lstm_cell_backward_numba,
+    lstm_cell_backward_reference,
+    lstm_cell_forward_cuda,
+    lstm_cell_forward_numba,
+    lstm_cell_forward_reference,
+)
 
 GATES = 4
 
@@ -121,8 +131,6 @@ def lstm_sequence_forward_reference(pre_x, w_hh, h0, c0, bias=None, *, reverse=F
     recurrent products into it).
     """
     _check_forward(pre_x, w_hh, h0, c0, bias)
-    from .lstm_cell import lstm_cell_forward_reference
-
     return _forward_loop(lstm_cell_forward_reference, pre_x, w_hh, h0, c0, bias, reverse)
 
 
@@ -135,8 +143,6 @@ def lstm_sequence_backward_reference(g_out, g_h, g_c, w_hh, c0, cells, acts, *, 
     on every step's pre-activations (T, B, 4H) and those on the initial states.
     """
     _check_backward(g_out, g_h, g_c, w_hh, c0, cells, acts)
-    from .lstm_cell import lstm_cell_backward_reference
-
     return _backward_loop(lstm_cell_backward_reference, g_out, g_h, g_c, w_hh, c0, cells, acts, reverse)
 
 
@@ -205,9 +211,7 @@ def lstm_sequence_forward_numba(pre_x, w_hh, h0, c0, bias=None, *, reverse=False
     _check_forward(pre_x, w_hh, h0, c0, bias)
     found = find_gemm(pre_x.dtype)
     if found is None:  # no OpenBLAS to call from compiled code: NumPy's matmul between Numba cells
-        from .lstm_cell import lstm_cell_forward_numba
-
-        return _forward_loop(lstm_cell_forward_numba, pre_x, w_hh, h0, c0, bias, reverse)
+            return _forward_loop(lstm_cell_forward_numba, pre_x, w_hh, h0, c0, bias, reverse)
     length, batch, width = pre_x.shape
     pre_x = np.ascontiguousarray(pre_x)
     out = np.empty((length, batch, width // GATES), pre_x.dtype)
@@ -225,9 +229,7 @@ def lstm_sequence_backward_numba(g_out, g_h, g_c, w_hh, c0, cells, acts, *, reve
     _check_backward(g_out, g_h, g_c, w_hh, c0, cells, acts)
     found = find_gemm(acts.dtype)
     if found is None:
-        from .lstm_cell import lstm_cell_backward_numba
-
-        return _backward_loop(lstm_cell_backward_numba, g_out, g_h, g_c, w_hh, c0, cells, acts, reverse)
+            return _backward_loop(lstm_cell_backward_numba, g_out, g_h, g_c, w_hh, c0, cells, acts, reverse)
     length, batch, width = acts.shape
     dgates = np.empty_like(acts)
     dh = np.zeros((batch, width // GATES), acts.dtype)
@@ -249,14 +251,10 @@ def lstm_sequence_backward_numba(g_out, g_h, g_c, w_hh, c0, cells, acts, *, reve
 def lstm_sequence_forward_cuda(pre_x, w_hh, h0, c0, bias=None, *, reverse=False):
     """CUDA version of :func:`lstm_sequence_forward_reference`: CuPy's matmul and the CUDA cell, step by step."""
     _check_forward(pre_x, w_hh, h0, c0, bias)
-    from .lstm_cell import lstm_cell_forward_cuda
-
     return _forward_loop(lstm_cell_forward_cuda, pre_x, w_hh, h0, c0, bias, reverse)
 
 
 def lstm_sequence_backward_cuda(g_out, g_h, g_c, w_hh, c0, cells, acts, *, reverse=False):
     """CUDA version of :func:`lstm_sequence_backward_reference`."""
     _check_backward(g_out, g_h, g_c, w_hh, c0, cells, acts)
-    from .lstm_cell import lstm_cell_backward_cuda
-
     return _backward_loop(lstm_cell_backward_cuda, g_out, g_h, g_c, w_hh, c0, cells, acts, reverse)
