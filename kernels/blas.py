@@ -17,6 +17,7 @@ have ``cblas_sgemm64_`` (64-bit) or plain ``cblas_sgemm`` (32-bit). The
 integer width is a compile-time choice here, from the ``int_like`` argument.
 """
 
+import contextlib
 import ctypes
 
 import numpy as np
@@ -53,6 +54,20 @@ def find_gemm(dtype):
     if letter not in _found:
         _found[letter] = _look_up(letter)
     return _found[letter]
+
+
+@contextlib.contextmanager
+def pretend_no_openblas():
+    """Within this block :func:`find_gemm` finds nothing, so the kernels built on it take
+    the Python loops they run where NumPy has no OpenBLAS: for tests and for timing
+    both ways in one process (``benchmarks/bench_recurrent.py``). Not thread-safe."""
+    saved = dict(_found)
+    _found.update(s=None, d=None)
+    try:
+        yield
+    finally:
+        _found.clear()
+        _found.update(saved)
 
 
 def _look_up(letter):

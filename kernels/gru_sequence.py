@@ -14,9 +14,9 @@ projection: the reset gate scales its n part alone. So the Numba version
 multiplies into one (B, 3H) array it reuses at every step, and in the
 backward adds dgh_t @ W_hh straight onto the cell's direct part (BLAS's
 beta = 1). The NumPy reference and the CUDA version are the same loop in
-Python with the cell kernels of ``gru_cell.py``. Measured as for the LSTM (one
-process, alternating): the Python loop took 1.07x as long per GRU LM step
-(145.8 against 141.7 ms, medians).
+Python with the cell kernels of ``gru_cell.py``. Measured as for the LSTM
+(``benchmarks/bench_recurrent.py``): the Python loop took 1.04-1.07x as long
+per GRU LM step (e.g. 145.8 against 141.7 ms).
 """
 
 import numpy as np

@@ -17,11 +17,11 @@ h_prev @ W_hh^T straight into ``pre_x[t]`` (BLAS's beta = 1, no array per
 step) and writes every step's results into arrays made once. What that saves
 is the Python between the steps: per step about 20 us of calls, checks and
 allocations around a 120-150 us matmul. Measured on the project's 2-core
-machine for the LSTM language model of ``benchmarks/compare.py`` (2 threads),
-in one process alternating 4 training steps of each: the Python loop took
-1.09x as long per step (median over 12 rounds, in two runs: 159.1 against
-149.9 ms and 202.9 against 183.9 ms; the machine's speed drifts between
-processes, not the ratio).
+machine for the LSTM language model of ``benchmarks/compare.py`` (2 threads)
+with ``python benchmarks/bench_recurrent.py``, which alternates training steps
+of both loops in one process: the Python loop took 1.07-1.09x as long per
+step (medians over 10-12 rounds in four runs, e.g. 168.9 against 155.0 ms;
+the machine's speed drifts between processes, the ratio much less).
 
 Tried and dropped:
 

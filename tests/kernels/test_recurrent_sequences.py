@@ -141,16 +141,19 @@ def test_lstm_reference_is_the_cell_applied_step_by_step():
     assert_close(dc0, dc, err_msg="dc0")
 
 
-def test_without_openblas_the_numba_version_loops_in_python(monkeypatch):
-    """Where NumPy has no OpenBLAS to call (MKL, Accelerate), the same results come from
-    NumPy's matmul between the Numba cells."""
-    monkeypatch.setattr(blas, "_found", {"s": None, "d": None})
+def test_without_openblas_the_numba_version_loops_in_python():
+    """Where NumPy has no OpenBLAS (MKL, Accelerate), the same results come from NumPy's
+    matmul between the Numba cells."""
     forward, grads = _case(3, 2, 4, np.float64, 3, True, (True, False, True))
-    for name, got, want in zip(NAMES, _run("numba", forward, grads, False), _run("numpy", forward, grads, False)):
+    gru_forward, gru_grads = _gru_case(3, 2, 4, np.float64, 3, True, (True, False))
+    with blas.pretend_no_openblas():
+        assert blas.find_gemm(np.float64) is None
+        lstm_results = _run("numba", forward, grads, False)
+        gru_results = _run_gru("numba", gru_forward, gru_grads, True)
+    assert blas.find_gemm(np.float64) is not None  # found again after the block
+    for name, got, want in zip(NAMES, lstm_results, _run("numpy", forward, grads, False)):
         assert_close(got, want, err_msg=name)
-    forward, grads = _gru_case(3, 2, 4, np.float64, 3, True, (True, False))
-    expected = _run_gru("numpy", forward, grads, True)
-    for name, got, want in zip(GRU_NAMES, _run_gru("numba", forward, grads, True), expected):
+    for name, got, want in zip(GRU_NAMES, gru_results, _run_gru("numpy", gru_forward, gru_grads, True)):
         assert_close(got, want, err_msg=name)
 
 
