@@ -163,7 +163,7 @@ def gru_sequence_forward_numba(gi, w_hh, h0, b_ih=None, b_hh=None, *, reverse=Fa
     _check_forward(gi, w_hh, h0, b_ih, b_hh)
     found = find_gemm(gi.dtype)
     if found is None:  # no OpenBLAS to call from compiled code: NumPy's matmul between Numba cells
-            return _forward_loop(gru_cell_forward_numba, gi, w_hh, h0, b_ih, b_hh, reverse)
+        return _forward_loop(gru_cell_forward_numba, gi, w_hh, h0, b_ih, b_hh, reverse)
     length, batch, width = gi.shape
     hidden = width // GATES
     out = np.empty((length, batch, hidden), gi.dtype)
@@ -180,7 +180,7 @@ def gru_sequence_backward_numba(g_out, g_h, w_hh, h0, out, saved, *, reverse=Fal
     _check_backward(g_out, g_h, w_hh, h0, out, saved)
     found = find_gemm(saved.dtype)
     if found is None:
-            return _backward_loop(gru_cell_backward_numba, g_out, g_h, w_hh, h0, out, saved, reverse)
+        return _backward_loop(gru_cell_backward_numba, g_out, g_h, w_hh, h0, out, saved, reverse)
     length, batch, hidden = out.shape
     dgi = np.empty((length, batch, GATES * hidden), saved.dtype)
     dgh = np.empty_like(dgi)

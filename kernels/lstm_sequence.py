@@ -211,7 +211,7 @@ def lstm_sequence_forward_numba(pre_x, w_hh, h0, c0, bias=None, *, reverse=False
     _check_forward(pre_x, w_hh, h0, c0, bias)
     found = find_gemm(pre_x.dtype)
     if found is None:  # no OpenBLAS to call from compiled code: NumPy's matmul between Numba cells
-            return _forward_loop(lstm_cell_forward_numba, pre_x, w_hh, h0, c0, bias, reverse)
+        return _forward_loop(lstm_cell_forward_numba, pre_x, w_hh, h0, c0, bias, reverse)
     length, batch, width = pre_x.shape
     pre_x = np.ascontiguousarray(pre_x)
     out = np.empty((length, batch, width // GATES), pre_x.dtype)
@@ -229,7 +229,7 @@ def lstm_sequence_backward_numba(g_out, g_h, g_c, w_hh, c0, cells, acts, *, reve
     _check_backward(g_out, g_h, g_c, w_hh, c0, cells, acts)
     found = find_gemm(acts.dtype)
     if found is None:
-            return _backward_loop(lstm_cell_backward_numba, g_out, g_h, g_c, w_hh, c0, cells, acts, reverse)
+        return _backward_loop(lstm_cell_backward_numba, g_out, g_h, g_c, w_hh, c0, cells, acts, reverse)
     length, batch, width = acts.shape
     dgates = np.empty_like(acts)
     dh = np.zeros((batch, width // GATES), acts.dtype)
