@@ -23,23 +23,22 @@ import time
 import numpy as np
 
 import tinylm
+from compare import RNN_BATCH, RNN_LENGTH, RNN_SHAPE, VOCAB  # the model compare.py times
 from tinylm.kernels import blas, configure_threads
 from tinylm.models.rnn_lm import RNNLM, RNNLMConfig
 from tinylm.nn.utils import clip_grad_norm_
 from tinylm.optim import AdamW
-
-VOCAB, BATCH, LENGTH = 65, 32, 100
 
 
 def training_step(cell):
     """A function that runs one training step of a fresh model with this cell."""
     tinylm.manual_seed(0)
     rng = np.random.default_rng(0)
-    model = RNNLM(RNNLMConfig(vocab_size=VOCAB, cell=cell, block_size=LENGTH, n_embd=64, hidden_size=256, n_layer=2))
+    model = RNNLM(RNNLMConfig(vocab_size=VOCAB, cell=cell, block_size=RNN_LENGTH, **RNN_SHAPE))
     optimizer = AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.99), weight_decay=0.1)
 
     def step():
-        ids = rng.integers(0, VOCAB, (BATCH, LENGTH + 1))
+        ids = rng.integers(0, VOCAB, (RNN_BATCH, RNN_LENGTH + 1))
         _, loss = model(tinylm.tensor(ids[:, :-1]), tinylm.tensor(ids[:, 1:]))
         optimizer.zero_grad()
         loss.backward()

@@ -15,7 +15,7 @@ multiplies into one (B, 3H) array it reuses at every step, and in the
 backward adds dgh_t @ W_hh straight onto the cell's direct part (BLAS's
 beta = 1). The NumPy reference and the CUDA version are the same loop in
 Python with the cell kernels of ``gru_cell.py``. Measured as for the LSTM
-(``benchmarks/bench_recurrent.py``): the Python loop took 1.04-1.07x as long
+(``benchmarks/bench_recurrent.py``): the Python loop took 1.03-1.07x as long
 per GRU LM step (e.g. 145.8 against 141.7 ms).
 """
 
@@ -149,11 +149,7 @@ def _backward_numba_loop(gemm, int_like, g_out, w_hh, h0, out, saved, dgi, dgh, 
         h_prev = h0 if first else out[t + 1 if reverse else t - 1]
         grad, carried = dh[s % 2], dh[(s + 1) % 2]
         if g_out is not None:  # a None g_out compiles without this branch
-            given = g_out[t]
-            for b in range(batch):
-                row, add = grad[b], given[b]
-                for j in range(row.shape[0]):
-                    row[j] += add[j]
+            grad += g_out[t]
         _backward_rows(grad, saved[t], h_prev, dgi[t], dgh[t], carried, 0, batch)  # carried = dh * z
         gemm_into(gemm, int_like, dgh[t], w_hh, carried, 1.0)  # carried += dgh_t @ W_hh
 

@@ -158,31 +158,25 @@ def _forward_parallel(gates, input_gates, bias, c_prev, h, c, acts, n_chunks):
 
 
 @jit
-def _backward_row(act, grad_h, grad_c, cp, c, tanh_c, out, out_c):
-    """One row: act (4H,), grad_h, grad_c, cp = c_prev and c (H,) -> out (4H,) = dgates, out_c (H,) = dc_prev.
-    ``tanh_c`` (H,) is scratch."""
-    hidden = c.shape[0]
-    one = c.dtype.type(1)
-    tanh_into(c, tanh_c)
-    for j in range(hidden):
-        i = act[j]
-        f = act[hidden + j]
-        g = act[2 * hidden + j]
-        o = act[3 * hidden + j]
-        t = tanh_c[j]
-        dc_total = grad_c[j] + grad_h[j] * o * (one - t * t)
-        out[j] = dc_total * g * i * (one - i)
-        out[hidden + j] = dc_total * cp[j] * f * (one - f)
-        out[2 * hidden + j] = dc_total * i * (one - g * g)
-        out[3 * hidden + j] = grad_h[j] * t * o * (one - o)
-        out_c[j] = dc_total * f
-
-
-@jit
 def _backward_rows(dh, dc, acts, c_prev, c, dgates, dc_prev, start, stop):
-    tanh_c = np.empty(c.shape[1], c.dtype)
+    hidden = c.shape[1]
+    one = c.dtype.type(1)
+    tanh_c = np.empty(hidden, c.dtype)
     for b in range(start, stop):
-        _backward_row(acts[b], dh[b], dc[b], c_prev[b], c[b], tanh_c, dgates[b], dc_prev[b])
+        act, grad_h, grad_c, cp, out, out_c = acts[b], dh[b], dc[b], c_prev[b], dgates[b], dc_prev[b]
+        tanh_into(c[b], tanh_c)
+        for j in range(hidden):
+            i = act[j]
+            f = act[hidden + j]
+            g = act[2 * hidden + j]
+            o = act[3 * hidden + j]
+            t = tanh_c[j]
+            dc_total = grad_c[j] + grad_h[j] * o * (one - t * t)
+            out[j] = dc_total * g * i * (one - i)
+            out[hidden + j] = dc_total * cp[j] * f * (one - f)
+            out[2 * hidden + j] = dc_total * i * (one - g * g)
+            out[3 * hidden + j] = grad_h[j] * t * o * (one - o)
+            out_c[j] = dc_total * f
 
 
 @jit(parallel=True)

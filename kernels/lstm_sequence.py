@@ -49,9 +49,8 @@ from tinylm.backend import array_module
 from ._common import check_like, check_sequence, jit, time_steps
 from .blas import find_gemm, gemm_into
 from .lstm_cell import (
-    _backward_row,
-    _cell_row,
-    _sum_into,
+    _backward_rows,
+    _forward_rows,
     lstm_cell_backward_cuda,
     lstm_cell_backward_numba,
     lstm_cell_backward_reference,
@@ -154,15 +153,7 @@ def _forward_step(gemm, int_like, pre, w_hh_t, h_prev, c_prev, bias, h, c, act):
     """pre += h_prev @ W_hh^T, then the cell on every row (serial: at a step's size, waking
     a second thread costs about what it would save)."""
     gemm_into(gemm, int_like, h_prev, w_hh_t, pre, 1.0)
-    hidden = h.shape[1]
-    tanh_c = np.empty(hidden, pre.dtype)
-    sums = np.empty(GATES * hidden, pre.dtype)
-    for b in range(pre.shape[0]):
-        if bias is not None:  # a None bias compiles without this branch
-            _sum_into(pre[b], None, bias, sums)
-            _cell_row(sums, c_prev[b], act[b], c[b], h[b], tanh_c)
-        else:
-            _cell_row(pre[b], c_prev[b], act[b], c[b], h[b], tanh_c)
+    _forward_rows(pre, None, bias, c_prev, h, c, act, 0, pre.shape[0])
 
 
 @jit
@@ -179,15 +170,9 @@ def _forward_numba_loop(gemm, int_like, pre_x, w_hh_t, h0, c0, bias, out, cells,
 def _backward_step(gemm, int_like, g_out, t, dh, dc_in, dc_out, act, c_prev, c, w_hh, dgates):
     """Backward step t: dh (B, H) holds the gradient from the step after; add g_out[t], run the
     cell's backward, then overwrite dh with dh_prev = dgates @ W_hh."""
-    hidden = c.shape[1]
-    tanh_c = np.empty(hidden, c.dtype)
-    for b in range(c.shape[0]):
-        row = dh[b]
-        if g_out is not None:  # a None g_out compiles without this branch
-            given = g_out[t, b]
-            for j in range(hidden):
-                row[j] += given[j]
-        _backward_row(act[b], row, dc_in[b], c_prev[b], c[b], tanh_c, dgates[b], dc_out[b])
+    if g_out is not None:  # a None g_out compiles without this branch
+        dh += g_out[t]
+    _backward_rows(dh, dc_in, act, c_prev, c, dgates, dc_out, 0, c.shape[0])
     gemm_into(gemm, int_like, dgates, w_hh, dh, 0.0)
 
 
