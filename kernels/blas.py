@@ -19,6 +19,7 @@ integer width is a compile-time choice here, from the ``int_like`` argument.
 
 import contextlib
 import ctypes
+import os
 
 import numpy as np
 from llvmlite import ir
@@ -29,7 +30,7 @@ from ._common import jit
 from .threads import _loaded_openblas
 
 # CBLAS enum values (cblas.h).
-_ROW_MAJOR, _NO_TRANS = 101, 111
+_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 
 # (symbol prefix, suffix, integer type of the sizes), most likely first.
 _GEMM_NAMES = (
@@ -70,8 +71,24 @@ def pretend_no_openblas():
         _found.update(saved)
 
 
+def numpy_openblas():
+    """The path of the OpenBLAS library NumPy's own products call, or None if it has none.
+
+    Of the OpenBLAS libraries loaded in the process (SciPy bundles another), the
+    one inside NumPy's package folder (``numpy.libs`` for NumPy's wheels);
+    failing that, the only one loaded.
+    """
+    paths = _loaded_openblas()
+    numpy_folder = os.path.dirname(os.path.abspath(np.__file__))
+    for path in paths:
+        if os.path.abspath(path).startswith(numpy_folder):  # also numpy.libs, beside numpy/
+            return path
+    return paths[0] if len(paths) == 1 else None
+
+
 def _look_up(letter):
-    for path in _loaded_openblas():
+    path = numpy_openblas()
+    if path is not None:
         library = ctypes.CDLL(path)
         for prefix, suffix, int_type in _GEMM_NAMES:
             function = getattr(library, f"{prefix}{letter}{suffix}", None)
@@ -81,13 +98,14 @@ def _look_up(letter):
 
 
 @intrinsic
-def _cblas_gemm(typingctx, address, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
-    """Call the row-major, untransposed ``cblas_?gemm`` at ``address``: ``c = alpha * a @ b + beta * c``
-    with leading dimensions ``lda``, ``ldb``, ``ldc``; a, b, c are arrays, passed as their data pointers."""
+def _cblas_gemm(typingctx, address, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+    """Call the row-major ``cblas_?gemm`` at ``address``: ``c = alpha * op(a) @ op(b) + beta * c``
+    with leading dimensions ``lda``, ``ldb``, ``ldc``, where ``op`` transposes when ``trans_a`` /
+    ``trans_b`` is CBLAS's ``_TRANS``; a, b, c are arrays, passed as their data pointers."""
     size = m  # every size has the type of int_like (see gemm_into)
 
     def codegen(context, builder, signature, args):
-        address_value, m_v, n_v, k_v, alpha_v, a_v, lda_v, b_v, ldb_v, beta_v, c_v, ldc_v = args
+        address_value, trans_a_v, trans_b_v, m_v, n_v, k_v, alpha_v, a_v, lda_v, b_v, ldb_v, beta_v, c_v, ldc_v = args
         int_ir = context.get_value_type(size)
         float_ir = context.get_value_type(alpha)
         pointer = ir.IntType(8).as_pointer()
@@ -103,7 +121,7 @@ def _cblas_gemm(typingctx, address, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc
             return builder.bitcast(context.make_array(array_type)(context, builder, value).data, pointer)
 
         builder.call(function, [
-            ir.Constant(enum, _ROW_MAJOR), ir.Constant(enum, _NO_TRANS), ir.Constant(enum, _NO_TRANS),
+            ir.Constant(enum, _ROW_MAJOR), builder.trunc(trans_a_v, enum), builder.trunc(trans_b_v, enum),
             m_v, n_v, k_v, alpha_v, data(a, a_v), lda_v, data(b, b_v), ldb_v, beta_v, data(c, c_v), ldc_v,
         ])  # fmt: skip
         return context.get_dummy_value()
@@ -114,7 +132,9 @@ def _cblas_gemm(typingctx, address, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc
         return None
     if not all(isinstance(t, types.Array) and t.dtype == alpha for t in (a, b, c)):
         return None
-    return types.void(types.intp, size, size, size, alpha, a, size, b, size, alpha, c, size), codegen
+    signature = types.void(types.intp, types.intp, types.intp, size, size, size, alpha, a, size, b, size, alpha, c,
+                           size)
+    return signature, codegen
 
 
 @jit
@@ -132,16 +152,20 @@ def _leading_dimension(array):
 
 
 @jit
-def gemm_into(address, int_like, a, b, c, beta):
-    """``c[...] = a @ b + beta * c`` for 2-D arrays whose rows are contiguous (views of
-    larger arrays are fine: their row strides become BLAS's leading dimensions).
+def gemm_into(address, int_like, a, b, c, beta, transpose_a=False, transpose_b=False):
+    """``c[...] = op(a) @ op(b) + beta * c`` for 2-D arrays whose rows are contiguous (views of
+    larger arrays are fine: their row strides become BLAS's leading dimensions); ``op``
+    transposes ``a`` when ``transpose_a`` (``a`` is then (K, M)) and ``b`` when ``transpose_b``
+    (``b`` is then (N, K)), without a copy: BLAS reads the stored rows as columns.
 
     ``address`` and ``int_like`` come from :func:`find_gemm` for the arrays' dtype.
     OpenBLAS runs the product on as many threads as it is set to.
     """
-    if a.shape[1] != b.shape[0] or c.shape[0] != a.shape[0] or c.shape[1] != b.shape[1]:
-        raise ValueError("gemm_into: shapes do not match (a (M, K), b (K, N), c (M, N))")
+    m, k = (a.shape[1], a.shape[0]) if transpose_a else (a.shape[0], a.shape[1])
+    k_b, n = (b.shape[1], b.shape[0]) if transpose_b else (b.shape[0], b.shape[1])
+    if k_b != k or c.shape[0] != m or c.shape[1] != n:
+        raise ValueError("gemm_into: shapes do not match (op(a) (M, K), op(b) (K, N), c (M, N))")
     size = type(int_like)
-    _cblas_gemm(address, size(a.shape[0]), size(b.shape[1]), size(a.shape[1]), c.dtype.type(1), a,
-                size(_leading_dimension(a)), b, size(_leading_dimension(b)), c.dtype.type(beta), c,
-                size(_leading_dimension(c)))
+    _cblas_gemm(address, _TRANS if transpose_a else _NO_TRANS, _TRANS if transpose_b else _NO_TRANS,
+                size(m), size(n), size(k), c.dtype.type(1), a, size(_leading_dimension(a)), b,
+                size(_leading_dimension(b)), c.dtype.type(beta), c, size(_leading_dimension(c)))

@@ -148,11 +148,14 @@ class Trainer:
             )
         if config.resume and not checkpoint.has_checkpoint(self.out):
             raise CheckpointError(f"--resume: no checkpoint in {self.out} to continue")
-        if config.threads:  # 2 threads are fastest on an idle 2-core machine, 1 when another job holds a core
+        # Also with the default (0: one thread per core), so that OpenBLAS runs on Numba's threads
+        # (kernels/blas_pool.py). 2 threads are fastest on an idle 2-core machine, 1 when another
+        # job holds a core.
+        if config.device == "cpu" or config.threads:
             from tinylm.kernels import configure_threads
 
             try:
-                configure_threads(config.threads)
+                configure_threads(config.threads or None)
             except ValueError as error:
                 raise ConfigError(f"--threads {config.threads}: {error}") from None
         self.data = _load_data(config, self.out)

@@ -1,0 +1,191 @@
+"""OpenBLAS's parallel work run on Numba's OpenMP threads: one pool of threads, not two.
+
+NumPy's OpenBLAS keeps its own threads. After a parallel product they poll
+for new work (about 0.1 s here), so when a Numba kernel runs next, its second
+thread and OpenBLAS's polling one take turns on the same core; and Numba's
+threads, told to sleep at once (``OMP_WAIT_POLICY=PASSIVE``, so as not to do
+the same to OpenBLAS), take 40-100 us to wake for every kernel. PyTorch has
+neither cost: its BLAS and its own kernels share one OpenMP pool.
+
+OpenBLAS 0.3.27 and later let a program take its threading over
+(``openblas_set_threads_callback_function``): a parallel call then hands the
+callback its jobs, ``dojob(i, jobdata + i * elsize, dojob_data)`` for i below
+``numjobs``, and returns when they are done. The callback here is a Numba
+``cfunc`` that runs the jobs with ``prange``, one per thread of Numba's pool,
+so BLAS and the kernels use the same threads, which may then spin briefly
+between calls (``threads.configure_threads`` sets ``GOMP_SPINCOUNT``).
+
+Measured on the project's 2-core machine, a GPT training step (4 layers, 128
+wide, batch 12 x 64; alternating fresh processes, 8 rounds): 37.0 ms median
+with the shared pool and the attention kernel it allows
+(``causal_attention.py``), against 45.6 ms before.
+
+What the callback must guarantee, and how:
+
+- **All jobs of a call run at once.** The jobs of a matrix product wait for
+  one another (each packs a block of B the others read), so two jobs queued on
+  one thread would wait forever. Numba's ``prange`` gives each of its threads
+  one equal share of the iterations: with ``numjobs`` iterations on
+  ``numjobs`` threads, one job each. OpenBLAS's thread count is kept at
+  Numba's (``configure_threads`` sets both), and should OpenBLAS still ask for
+  more jobs than Numba's current count, the callback raises Numba's count for
+  the call; :func:`share` refuses a library that could ask for more than
+  Numba's whole pool.
+- **No parallel BLAS call from inside a parallel region.** A nested OpenMP
+  region gets a team of one thread, which would run the jobs in turn (and
+  wait forever). Kernels that call BLAS from ``prange`` set OpenBLAS to one
+  thread around it (``causal_attention.py``).
+- **Fork.** GNU OpenMP does not work in a forked child, so the child gets
+  OpenBLAS's own threading back (``os.register_at_fork``).
+
+Only the OpenBLAS that NumPy uses is changed; another one loaded in the
+process (SciPy's) keeps its own threads.
+"""
+
+import ctypes
+import os
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import cfunc, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from .blas import numpy_openblas
+from .threads import blas_threads
+
+# The names under which OpenBLAS builds export the setter (NumPy 2's wheels prefix theirs).
+_SETTERS = (
+    "scipy_openblas_set_threads_callback_function64_",
+    "scipy_openblas_set_threads_callback_function",
+    "openblas_set_threads_callback_function64_",
+    "openblas_set_threads_callback_function",
+)
+
+#: Numba's pool size: the most jobs the callback can run at once.
+POOL_SIZE = numba.config.NUMBA_NUM_THREADS
+
+
+@intrinsic
+def _call_job(typingctx, dojob, index, job, dojob_data):
+    """Call OpenBLAS's ``void dojob(int thread_num, void *job, int dojob_data)`` at address ``dojob``."""
+
+    def codegen(context, builder, signature, args):
+        address, index_v, job_v, data_v = args
+        int32, pointer = ir.IntType(32), ir.IntType(8).as_pointer()
+        function_type = ir.FunctionType(ir.VoidType(), [int32, pointer, int32])
+        function = builder.inttoptr(address, function_type.as_pointer())
+        builder.call(function, [builder.trunc(index_v, int32), builder.inttoptr(job_v, pointer),
+                                builder.trunc(data_v, int32)])
+        return context.get_dummy_value()
+
+    return types.void(types.intp, types.intp, types.intp, types.intp), codegen
+
+
+@intrinsic
+def _numba_thread_count(typingctx):
+    """Numba's thread count for the calling thread, from the threading layer's
+    ``get_num_threads`` (linked by name, as Numba's own parallel loops are, so the
+    callback stays cacheable; ``numba.get_num_threads()`` would bake in an address)."""
+
+    def codegen(context, builder, signature, args):
+        # Declared as Numba's parallel loops declare it (returning intp): one module holds both.
+        function = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(64), []),
+                                                  "get_num_threads")
+        return builder.call(function, [])
+
+    return types.int64(), codegen
+
+
+@intrinsic
+def _set_numba_thread_count(typingctx, count):
+    """``numba.set_num_threads(count)`` for the calling thread, linked by name as above."""
+
+    def codegen(context, builder, signature, args):
+        function = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [ir.IntType(32)]),
+                                                  "set_num_threads")
+        builder.call(function, [builder.trunc(args[0], ir.IntType(32))])
+        return context.get_dummy_value()
+
+    return types.void(types.int64), codegen
+
+
+# Pointers arrive as intp (the same register as a pointer in the C calling convention).
+_CALLBACK_SIGNATURE = types.void(types.int32, types.intp, types.int32, types.uintp, types.intp, types.int32)
+
+
+def _run_openblas_jobs(sync, dojob, numjobs, job_size, jobs, dojob_data):
+    """The callback's body; compiled by :func:`_callback`."""
+    threads = _numba_thread_count()
+    wanted = min(np.int64(numjobs), POOL_SIZE)
+    if wanted > threads:  # numba.set_num_threads(1) after configure_threads(2), say
+        _set_numba_thread_count(wanted)
+    for index in prange(numjobs):  # one iteration per thread: numjobs <= Numba's thread count
+        _call_job(dojob, index, jobs + index * job_size, dojob_data)
+    if wanted > threads:
+        _set_numba_thread_count(threads)
+
+
+_compiled = []
+
+
+def _callback():
+    """The compiled callback (a Numba ``cfunc``), made on first use: a parallel cfunc
+    starts Numba's threads as it is compiled or loaded from the cache, which must wait
+    until ``configure_threads`` has chosen how they wait. ``parallel=True`` is on the
+    cfunc itself: calling a parallel function from a cfunc would make it uncacheable
+    (0.6 s of compilation in every process)."""
+    if not _compiled:
+        _compiled.append(cfunc(_CALLBACK_SIGNATURE, cache=True, parallel=True)(_run_openblas_jobs))
+    return _compiled[0]
+
+
+_shared = {}  # library path -> its setter, for the libraries now running on Numba's pool
+_fork_hook = []  # holds True once the fork hook is registered (once per process)
+
+
+def _setter(library):
+    for name in _SETTERS:
+        setter = getattr(library, name, None)
+        if setter is not None:
+            setter.argtypes = [ctypes.c_void_p]
+            setter.restype = None
+            return setter
+    return None
+
+
+def share():
+    """Run NumPy's OpenBLAS's parallel work on Numba's threads from now on.
+
+    Returns the library's path, or None (and nothing changes) where NumPy has
+    no OpenBLAS with the callback (older than 0.3.27, MKL, Accelerate) or where
+    OpenBLAS is set to more threads than Numba's pool has. Only for Numba's
+    "omp" threading layer, which the caller checks: "workqueue" cannot run
+    two parallel regions at once (two Python threads each calling BLAS).
+    """
+    path = numpy_openblas()
+    if path is None or (blas_threads() or 1) > POOL_SIZE:
+        return None
+    if path not in _shared:
+        setter = _setter(ctypes.CDLL(path))
+        if setter is None:
+            return None
+        setter(_callback().address)
+        _shared[path] = setter
+        if not _fork_hook:
+            os.register_at_fork(after_in_child=unshare)
+            _fork_hook.append(True)
+    return path
+
+
+def unshare():
+    """Give OpenBLAS its own threads back."""
+    for setter in _shared.values():
+        setter(None)
+    _shared.clear()
+
+
+def is_shared():
+    """Whether NumPy's OpenBLAS now runs its parallel work on Numba's threads."""
+    return bool(_shared)
