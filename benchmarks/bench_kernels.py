@@ -33,12 +33,16 @@ import time
 
 import numpy as np
 
-from tinylm.kernels import configure_threads, get_kernel
-
+# PyTorch first: it loads a GNU OpenMP of its own, which reads how its threads wait
+# when it loads. Imported after tinylm.kernels (which sets OMP_WAIT_POLICY=PASSIVE
+# until configure_threads chooses) it would take that setting, and Numba's kernels
+# could end up on PyTorch's OpenMP; both then ran slower (kernels/threads.py).
 try:
     import torch
 except ImportError:  # the PyTorch column is then left empty
     torch = None
+
+from tinylm.kernels import configure_threads, get_kernel  # noqa: E402
 
 
 def median_time(function, min_seconds=0.25, min_repeats=15, max_repeats=2000):
@@ -190,6 +194,26 @@ def make_cases(dtype, rng):
         torch_bwd = _torch_backward(torch_softmax, scores)
     cases.append(("attention_softmax_forward", "12x4x64x64", fwd, torch_fwd))
     cases.append(("attention_softmax_backward", "12x4x64x64", bwd, torch_bwd))
+
+    # a GPT layer's whole attention on its packed q/k/v rows (12 x 64 tokens, 4 heads of 32)
+    qkv = rng.standard_normal((12, 64, 3 * 128)).astype(dtype)
+    g = rng.standard_normal((12, 64, 128)).astype(dtype)
+    _, probs = kernel("causal_attention_forward", "numpy")(qkv, 4, scale)
+    fwd = lambda be: (lambda: kernel("causal_attention_forward", be)(qkv, 4, scale))
+    bwd = lambda be: (lambda: kernel("causal_attention_backward", be)(g, qkv, probs, 4, scale))
+    torch_fwd = torch_bwd = None
+    if torch is not None:
+
+        def torch_attention(packed):
+            q, k, v = (t.view(12, 64, 4, 32).transpose(1, 2) for t in packed.split(128, dim=2))
+            y = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+            return y.transpose(1, 2).reshape(12, 64, 128)
+
+        tqkv = torch.from_numpy(qkv)
+        torch_fwd = lambda: torch_attention(tqkv)
+        torch_bwd = _torch_backward(torch_attention, qkv)
+    cases.append(("causal_attention_forward", "12x64x3*128", fwd, torch_fwd))
+    cases.append(("causal_attention_backward", "12x64x3*128", bwd, torch_bwd))
 
     # LSTM and GRU cells
     batch, hidden = 32, 256

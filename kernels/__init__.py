@@ -12,7 +12,8 @@ registry::
 
 Kernels: cross_entropy_forward/backward, layernorm_forward/backward,
 gelu_forward/backward, gelu_forward_with_grad, bias_gelu_forward/backward,
-attention_softmax_forward/backward, lstm_cell_forward/backward,
+attention_softmax_forward/backward, causal_attention_forward/backward (a
+GPT's multi-head attention on its packed q/k/v rows), lstm_cell_forward/backward,
 lstm_sequence_forward/backward (an LSTM layer's whole loop over time),
 gru_cell_forward/backward, gru_sequence_forward/backward, adamw_update,
 gpt_decode_step (see ``KERNELS``).

@@ -33,6 +33,8 @@ _MODULES = {
     "bias_gelu_backward": "gelu",
     "attention_softmax_forward": "attention_softmax",
     "attention_softmax_backward": "attention_softmax",
+    "causal_attention_forward": "causal_attention",
+    "causal_attention_backward": "causal_attention",
     "lstm_cell_forward": "lstm_cell",
     "lstm_cell_backward": "lstm_cell",
     "lstm_sequence_forward": "lstm_sequence",

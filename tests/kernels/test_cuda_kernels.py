@@ -93,6 +93,15 @@ def test_attention_softmax():
     _compare("attention_softmax_backward", (dprobs, probs, 0.5))
 
 
+def test_causal_attention():
+    rng = _rng(12)
+    qkv = rng.standard_normal((2, 3, 12)).astype(np.float32)  # 2 heads of size 2
+    g = rng.standard_normal((2, 3, 4)).astype(np.float32)
+    _compare("causal_attention_forward", (qkv, 2, 0.7))
+    _, probs = get_kernel("causal_attention_forward", "numpy")(qkv, 2, 0.7)
+    _compare("causal_attention_backward", (g, qkv, probs, 2, 0.7))
+
+
 def test_lstm_and_gru_cells():
     rng = _rng(5)
     gates = (rng.standard_normal((2, 8)) * 2).astype(np.float32)

@@ -214,56 +214,21 @@ class CausalSelfAttentionFunction(Function):
     then the keys, then the values, each with the ``n_head`` heads side by side;
     ``y`` holds the heads' outputs side by side, what ``c_proj`` takes. The
     arithmetic is :class:`AttentionFunction`'s with ``is_causal=True`` and no
-    mask or dropout, but the per-head matrices are strided views of ``qkv`` and
-    the products write straight into ``y`` and into the gradient of ``qkv``,
-    so the split, reshape and transpose ops around attention (each a node of
-    the graph, and copies in the backward) are not needed.
+    mask or dropout, done by the ``causal_attention_forward`` / ``_backward``
+    kernels, which read each head's q, k, v in place in ``qkv`` and write
+    straight into ``y`` and into the gradient of ``qkv``: the split, reshape
+    and transpose ops around attention (each a node of the graph, and copies
+    in the backward) are not needed.
     """
 
     def forward(self, qkv, *, n_head, scale):
-        xp = array_module(qkv)
-        batch, length, packed = qkv.shape
-        width = packed // 3
-        q, k, v = _packed_heads(qkv, n_head)  # (B, nh, T, hs) views
-        scores = q @ xp.swapaxes(k, -1, -2)
-        if scores.size:
-            probs = kernel_for("attention_softmax_forward", scores)(scores, scale, True, 0)
-        else:
-            probs = scores  # no position or no sequence: nothing to normalize (the kernels take no empty rows)
-        y = xp.empty((batch, length, width), dtype=qkv.dtype)
-        xp.matmul(probs, v, out=_merged_heads_view(y, n_head))
+        y, probs = kernel_for("causal_attention_forward", qkv)(qkv, n_head, scale)
         self.qkv, self.probs, self.n_head, self.scale = qkv, probs, n_head, scale
         return y
 
     def backward(self, g):
-        qkv, probs, n_head = self.qkv, self.probs, self.n_head
-        xp = array_module(qkv)
-        q, k, v = _packed_heads(qkv, n_head)
-        g_heads = _merged_heads_view(g, n_head)  # (B, nh, T, hs)
-        dqkv = xp.empty_like(qkv)
-        dq, dk, dv = _packed_heads(dqkv, n_head)
-        xp.matmul(xp.swapaxes(probs, -1, -2), g_heads, out=dv)
-        dprobs = g_heads @ xp.swapaxes(v, -1, -2)
-        if probs.size:
-            dscores = kernel_for("attention_softmax_backward", probs)(dprobs, probs, self.scale)  # applies the scale
-        else:
-            dscores = dprobs
-        xp.matmul(dscores, k, out=dq)
-        xp.matmul(xp.swapaxes(dscores, -1, -2), q, out=dk)
-        return dqkv
-
-
-def _packed_heads(qkv, n_head):
-    """q, k, v (B, nh, T, hs) as views of packed (B, T, 3C) rows."""
-    batch, length, packed = qkv.shape
-    heads = qkv.reshape(batch, length, 3, n_head, packed // 3 // n_head)
-    return tuple(heads[:, :, i].transpose(0, 2, 1, 3) for i in range(3))
-
-
-def _merged_heads_view(y, n_head):
-    """(B, T, C) seen as (B, nh, T, hs): head h is columns h*hs:(h+1)*hs."""
-    batch, length, width = y.shape
-    return y.reshape(batch, length, n_head, width // n_head).transpose(0, 2, 1, 3)
+        backward = kernel_for("causal_attention_backward", self.qkv)
+        return backward(g, self.qkv, self.probs, self.n_head, self.scale)
 
 
 def causal_self_attention(qkv, n_head, scale=None):
