@@ -21,8 +21,10 @@ gpt_decode_step (see ``KERNELS``).
 Importing this package does not import Numba (it would cost a third of a
 second); a kernel's module is imported on the first ``get_kernel`` for it, and
 Numba compiles each function on its first call, or loads it from its cache.
-Threads: :func:`configure_threads`; importing this package sets
-``OMP_WAIT_POLICY=PASSIVE`` if it is unset (see ``threads.py``).
+Threads: :func:`configure_threads`, which also puts OpenBLAS on Numba's
+threads (``blas_pool.py``); importing this package sets
+``OMP_WAIT_POLICY=PASSIVE`` if it is unset, until ``configure_threads``
+chooses brief spinning for the shared pool (see ``threads.py``).
 """
 
 from .registry import BACKENDS, CPU_DEFAULT, KERNELS, get_kernel, kernel_for

@@ -106,6 +106,8 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 #: of the GPT (12x4x64x64, 393k of work forward, 196k backward) 268/106 us
 #: against 255/54 us; kernels with 786k of work still gain (GELU 768x512
 #: 1.1-1.4x, cross entropy 768x512 forward 1.25x, AdamW over 800k 1.35x).
+#: With OpenBLAS on Numba's threads (``blas_pool.py``) the threads spin and
+#: the small kernels gain alone too, but whole steps did not move, so the bar stays.
 PARALLEL_MIN_WORK = 1 << 19
 
 #: Threads per block for the CUDA kernels; the shared-memory scratch of the

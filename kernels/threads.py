@@ -59,10 +59,11 @@ program (0.3.27 and later) and Numba runs the "omp" layer,
 ``configure_threads`` makes OpenBLAS run it on Numba's threads
 (``blas_pool.py``). The threads can then spin briefly after each call
 (``GOMP_SPINCOUNT=30000``, a fraction of a millisecond) instead of going to
-sleep at once, as no other pool waits for the cores. GPT training step, fresh
-processes alternating, 8 rounds (``blas_pool.py``): 37.0 ms against 45.6 ms.
-Spin counts of 3000 and 30000 measured alike; 300000 (GNU OpenMP's default,
-3 ms) was erratic (34-54 ms), and sleeping at once was slower (42-55 ms).
+sleep at once, as no other pool waits for the cores. GPT training step
+(``blas_pool.py``): 34.8 ms against 42.3 ms, fresh processes alternating.
+With the shared pool, spin counts of 3000 and 30000 measured alike (39-44
+ms in that hour); 300000 (GNU OpenMP's default, 3 ms) was erratic (34-54 ms),
+and sleeping at once was slower (42-55 ms).
 This needs ``configure_threads`` before the first parallel kernel (GNU OpenMP
 reads the setting when it starts); called later, or with ``blas=False``, it
 leaves OpenBLAS its own threads.
