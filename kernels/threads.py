@@ -178,20 +178,17 @@ def configure_threads(n=None, *, layer=None, blas=True):
             f"{layer!r} can only be chosen before the first parallel kernel runs"
         )
     blas_library = set_blas_threads(n) if blas else None
-    pool = None
-    if blas_library:
-        pool = "openblas"
-        if active == "omp" and not _sleeps_at_once():
-            from . import blas_pool
+    if blas_library and active == "omp" and not _sleeps_at_once():
+        from . import blas_pool
 
-            if blas_pool.share() is not None:
-                pool = "numba"
+        blas_pool.share()
+    pool = sys.modules.get(f"{__package__}.blas_pool")
     return {
         "threads": numba.get_num_threads(),
         "layer": active,
         "blas_threads": blas_threads() if blas_library else None,
         "blas_library": blas_library,
-        "blas_pool": pool,
+        "blas_pool": "numba" if pool is not None and pool.is_shared() else ("openblas" if blas_library else None),
     }
 
 
