@@ -192,14 +192,24 @@ def torch_available():
 
 
 def rows_for(config, tinylm_runs, torch_runs):
-    """Table rows (name, tinylm seconds, torch seconds or None, tokens per unit, flops or None, rss pair)."""
+    """Table rows (name, tinylm seconds, torch seconds or None, speed ratio or None, tokens per unit,
+    flops or None, rss pair).
+
+    The speed ratio is the median over the rounds of PyTorch's time over tinylm's in the same
+    round: each pair of runs sits side by side in time, so the machine's drift from round to
+    round (larger than the differences measured) cancels in it, as it does not in a ratio of
+    the two columns' medians.
+    """
     def med(runs, key):
         return statistics.median(run[key] for run in runs) if runs else None
 
     rss = (med(tinylm_runs, "peak_rss_mb"), med(torch_runs, "peak_rss_mb"))
 
     def row(name, key, tokens, flops=None):
-        return name, med(tinylm_runs, key), med(torch_runs, key), tokens, flops, rss
+        ratio = None
+        if torch_runs:
+            ratio = statistics.median(theirs[key] / ours[key] for ours, theirs in zip(tinylm_runs, torch_runs))
+        return name, med(tinylm_runs, key), med(torch_runs, key), ratio, tokens, flops, rss
 
     if config == "sample":
         return [row("GPT sample 256, KV cache", "cache", SAMPLE_TOKENS),
@@ -220,16 +230,17 @@ def print_table(rows, threads, gflops):
     header = (f"{'config':<28}{'tinylm ms':>10}{'torch ms':>10}{'tinylm tok/s':>14}{'torch tok/s':>13}"
               f"{'speed ratio':>12}{'GFLOP/s':>9}{'RSS MB':>8}{'torch RSS':>10}{'RSS ratio':>10}")  # fmt: skip
     print(header)
-    for name, ours, theirs, tokens, flops, (rss_ours, rss_theirs) in rows:
+    for name, ours, theirs, ratio, tokens, flops, (rss_ours, rss_theirs) in rows:
         # `theirs and ...`: no PyTorch figures without torch, so those cells get a dash
         print(
             f"{name:<28}{_cell(ours * 1e3, '.1f', 10)}{_cell(theirs and theirs * 1e3, '.1f', 10)}"
             f"{_cell(tokens / ours, ',.0f', 14)}{_cell(theirs and tokens / theirs, ',.0f', 13)}"
-            f"{_cell(theirs and theirs / ours, '.2f', 12)}{_cell(flops and flops / ours / 1e9, '.1f', 9)}"
+            f"{_cell(ratio, '.2f', 12)}{_cell(flops and flops / ours / 1e9, '.1f', 9)}"
             f"{_cell(rss_ours, '.0f', 8)}{_cell(rss_theirs, '.0f', 10)}"
             f"{_cell(rss_theirs and rss_ours / rss_theirs, '.2f', 10)}"
         )
-    print("speed ratio = tinylm tokens/s over PyTorch's (above 1: tinylm is faster); RSS ratio = tinylm over PyTorch")
+    print("speed ratio = tinylm tokens/s over PyTorch's (above 1: tinylm is faster), the median over the rounds of")
+    print("              the ratio within each round; ms and RSS are medians over the rounds; RSS ratio = tinylm over PyTorch")
 
 
 def parse_args(argv=None):

@@ -162,6 +162,12 @@ def _setter(library):
     return None
 
 
+def available():
+    """Whether NumPy's OpenBLAS can hand its threading over (0.3.27 and later)."""
+    path = numpy_openblas()
+    return path is not None and _setter(ctypes.CDLL(path)) is not None
+
+
 def share():
     """Run NumPy's OpenBLAS's parallel work on Numba's threads from now on.
 

@@ -169,7 +169,10 @@ def configure_threads(n=None, *, layer=None, blas=True):
         else:
             numba.config.THREADING_LAYER = layer
         if blas and layer in (None, "omp"):
-            _spin_briefly_if_ours_to_choose()
+            from . import blas_pool
+
+            if blas_pool.available():  # else OpenBLAS keeps its threads, and ours must not spin
+                _spin_briefly_if_ours_to_choose()
     numba.set_num_threads(n)  # starts the threads (and so fixes the layer) on the first call
     active = numba.threading_layer()
     if layer is not None and active != layer:

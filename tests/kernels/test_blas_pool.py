@@ -25,12 +25,9 @@ def _run_python(code, prelude="", **env):
 
 
 def _has_callback():
-    import ctypes
+    from tinylm.kernels import blas_pool
 
-    from tinylm.kernels import blas, blas_pool
-
-    path = blas.numpy_openblas()
-    return path is not None and blas_pool._setter(ctypes.CDLL(path)) is not None
+    return blas_pool.available()
 
 
 pytestmark = pytest.mark.skipif(
@@ -172,3 +169,20 @@ def test_a_users_spin_count_is_kept_and_the_pool_shared():
     """, GOMP_SPINCOUNT="1000")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["numba", "1000", "None"]
+
+
+def test_an_openblas_without_the_callback_keeps_its_own_threads():
+    # OpenBLAS before 0.3.27 has no setter: nothing changes (OpenMP's threads still sleep at
+    # once, not to take the cores from OpenBLAS's), and configure_threads says so.
+    result = _run_python(prelude=_PRODUCTS, code="""
+        import os
+        from tinylm.kernels import blas_pool, configure_threads
+        blas_pool._SETTERS = ("no_such_function",)
+        info = configure_threads(2)
+        assert info["blas_pool"] == "openblas" and not blas_pool.is_shared(), info
+        assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE" and "GOMP_SPINCOUNT" not in os.environ
+        check_products()
+        print("ok")
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
