@@ -236,7 +236,7 @@ def set_blas_threads(n):
     """
     import numpy  # noqa: F401  (loads NumPy's OpenBLAS, if it has one)
 
-    pool = sys.modules.get(f"{__package__}.blas_pool")  # imported only once the pool is shared
+    pool = sys.modules.get(f"{__package__}.blas_pool")  # loaded by configure_threads, if at all
     if pool is not None and pool.is_shared() and n > pool.POOL_SIZE:
         raise ValueError(
             f"set_blas_threads: OpenBLAS runs on Numba's pool of {pool.POOL_SIZE} threads; got {n} threads"
