@@ -42,6 +42,13 @@ What the callback must guarantee, and how:
   region gets a team of one thread, which would run the jobs in turn (and
   wait forever). Kernels that call BLAS from ``prange`` set OpenBLAS to one
   thread around it (``causal_attention.py``).
+- **One call's jobs at a time.** OpenBLAS hands each call the same
+  ``dojob_data`` (0) and its jobs pick their work buffers by job number, so
+  the jobs of two calls at once (two Python threads, each in a product:
+  NumPy lets go of the GIL) would write into each other's buffers; tested,
+  1024 x 1024 products then came out wrong. The callback takes turns on a
+  flag (an atomic compare-and-swap, yielding the core while it waits), as
+  OpenBLAS's own threads take one call's jobs at a time.
 - **Fork.** GNU OpenMP does not work in a forked child, so the child gets
   OpenBLAS's own threading back (``os.register_at_fork``).
 
@@ -118,6 +125,52 @@ def _set_numba_thread_count(typingctx, count):
     return types.void(types.int64), codegen
 
 
+def _busy_flag(module):
+    """The module's ``int32`` flag, 1 while a call runs its jobs (see :func:`_run_openblas_jobs`)."""
+    flag = module.globals.get("tinylm_blas_pool_busy")
+    if flag is None:
+        flag = ir.GlobalVariable(module, ir.IntType(32), name="tinylm_blas_pool_busy")
+        flag.initializer = ir.Constant(ir.IntType(32), 0)
+        flag.linkage = "internal"
+    return flag
+
+
+@intrinsic
+def _take_turn(typingctx):
+    """Wait until no other call runs its jobs, then mark this one as running: an atomic
+    compare-and-swap of the flag from 0 to 1, yielding the core between tries."""
+
+    def codegen(context, builder, signature, args):
+        int32 = ir.IntType(32)
+        flag = _busy_flag(builder.module)
+        sched_yield = cgutils.get_or_insert_function(builder.module, ir.FunctionType(int32, []), "sched_yield")
+        attempt = builder.append_basic_block("turn.attempt")
+        wait = builder.append_basic_block("turn.wait")
+        taken = builder.append_basic_block("turn.taken")
+        builder.branch(attempt)
+        builder.position_at_end(attempt)
+        swap = builder.cmpxchg(flag, ir.Constant(int32, 0), ir.Constant(int32, 1), "acquire", "monotonic")
+        builder.cbranch(builder.extract_value(swap, 1), taken, wait)
+        builder.position_at_end(wait)
+        builder.call(sched_yield, [])
+        builder.branch(attempt)
+        builder.position_at_end(taken)
+        return context.get_dummy_value()
+
+    return types.void(), codegen
+
+
+@intrinsic
+def _end_turn(typingctx):
+    """Let the next call run its jobs."""
+
+    def codegen(context, builder, signature, args):
+        builder.store_atomic(ir.Constant(ir.IntType(32), 0), _busy_flag(builder.module), "release", 4)
+        return context.get_dummy_value()
+
+    return types.void(), codegen
+
+
 # Pointers arrive as intp (the same register as a pointer in the C calling convention).
 _CALLBACK_SIGNATURE = types.void(types.int32, types.intp, types.int32, types.uintp, types.intp, types.int32)
 
@@ -128,8 +181,10 @@ def _run_openblas_jobs(sync, dojob, numjobs, job_size, jobs, dojob_data):
     wanted = min(np.int64(numjobs), POOL_SIZE)
     if wanted > threads:  # numba.set_num_threads(1) after configure_threads(2), say
         _set_numba_thread_count(wanted)
+    _take_turn()  # one call's jobs at a time: the jobs of two calls would share buffers
     for index in prange(numjobs):  # one iteration per thread: numjobs <= Numba's thread count
         _call_job(dojob, index, jobs + index * job_size, dojob_data)
+    _end_turn()
     if wanted > threads:
         _set_numba_thread_count(threads)
 

@@ -186,3 +186,28 @@ def test_an_openblas_without_the_callback_keeps_its_own_threads():
     """)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def test_products_from_several_python_threads_at_once():
+    # NumPy lets go of the GIL in a product: each thread's call opens its own OpenMP region.
+    result = _run_python(prelude=_PRODUCTS, code="""
+        import threading
+        from tinylm.kernels import configure_threads
+        assert configure_threads(2)["blas_pool"] == "numba"
+        failures = []
+        def work():
+            try:
+                for _ in range(3):
+                    check_products()
+            except BaseException as error:
+                failures.append(error)
+        threads = [threading.Thread(target=work) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not failures, failures
+        print("ok")
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
