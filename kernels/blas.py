@@ -19,7 +19,6 @@ integer width is a compile-time choice here, from the ``int_like`` argument.
 
 import contextlib
 import ctypes
-import os
 
 import numpy as np
 from llvmlite import ir
@@ -27,7 +26,7 @@ from numba import types
 from numba.extending import intrinsic
 
 from ._common import jit
-from .threads import _loaded_openblas
+from .threads import numpy_openblas
 
 # CBLAS enum values (cblas.h).
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
@@ -69,21 +68,6 @@ def pretend_no_openblas():
     finally:
         _found.clear()
         _found.update(saved)
-
-
-def numpy_openblas():
-    """The path of the OpenBLAS library NumPy's own products call, or None if it has none.
-
-    Of the OpenBLAS libraries loaded in the process (SciPy bundles another), the
-    one inside NumPy's package folder (``numpy.libs`` for NumPy's wheels);
-    failing that, the only one loaded.
-    """
-    paths = _loaded_openblas()
-    numpy_folder = os.path.dirname(os.path.abspath(np.__file__))
-    for path in paths:
-        if os.path.abspath(path).startswith(numpy_folder):  # also numpy.libs, beside numpy/
-            return path
-    return paths[0] if len(paths) == 1 else None
 
 
 def _look_up(letter):

@@ -57,6 +57,7 @@ process (SciPy's) keeps its own threads.
 """
 
 import ctypes
+import functools
 import os
 
 import numba
@@ -66,8 +67,7 @@ from numba import cfunc, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .blas import numpy_openblas
-from .threads import blas_threads
+from .threads import _function_named, blas_threads, numpy_openblas
 
 # The names under which OpenBLAS builds export the setter (NumPy 2's wheels prefix theirs).
 _SETTERS = (
@@ -189,38 +189,32 @@ def _run_openblas_jobs(sync, dojob, numjobs, job_size, jobs, dojob_data):
         _set_numba_thread_count(threads)
 
 
-_compiled = []
-
-
+@functools.cache
 def _callback():
     """The compiled callback (a Numba ``cfunc``), made on first use: a parallel cfunc
     starts Numba's threads as it is compiled or loaded from the cache, which must wait
     until ``configure_threads`` has chosen how they wait. ``parallel=True`` is on the
     cfunc itself: calling a parallel function from a cfunc would make it uncacheable
     (0.6 s of compilation in every process)."""
-    if not _compiled:
-        _compiled.append(cfunc(_CALLBACK_SIGNATURE, cache=True, parallel=True)(_run_openblas_jobs))
-    return _compiled[0]
+    return cfunc(_CALLBACK_SIGNATURE, cache=True, parallel=True)(_run_openblas_jobs)
 
 
 _shared = {}  # library path -> its setter, for the libraries now running on Numba's pool
-_fork_hook = []  # holds True once the fork hook is registered (once per process)
 
 
-def _setter(library):
-    for name in _SETTERS:
-        setter = getattr(library, name, None)
-        if setter is not None:
-            setter.argtypes = [ctypes.c_void_p]
-            setter.restype = None
-            return setter
-    return None
+def _numpy_setter():
+    """``(path, setter)``: NumPy's OpenBLAS and its callback setter; None for what it lacks."""
+    path = numpy_openblas()
+    setter = None if path is None else _function_named(ctypes.CDLL(path), _SETTERS)
+    if setter is not None:
+        setter.argtypes = [ctypes.c_void_p]
+        setter.restype = None
+    return path, setter
 
 
 def available():
     """Whether NumPy's OpenBLAS can hand its threading over (0.3.27 and later)."""
-    path = numpy_openblas()
-    return path is not None and _setter(ctypes.CDLL(path)) is not None
+    return _numpy_setter()[1] is not None
 
 
 def share():
@@ -232,18 +226,12 @@ def share():
     "omp" threading layer, which the caller checks: "workqueue" cannot run
     two parallel regions at once (two Python threads each calling BLAS).
     """
-    path = numpy_openblas()
-    if path is None or (blas_threads() or 1) > POOL_SIZE:
+    path, setter = _numpy_setter()
+    if setter is None or (blas_threads() or 1) > POOL_SIZE:
         return None
     if path not in _shared:
-        setter = _setter(ctypes.CDLL(path))
-        if setter is None:
-            return None
         setter(_callback().address)
         _shared[path] = setter
-        if not _fork_hook:
-            os.register_at_fork(after_in_child=unshare)
-            _fork_hook.append(True)
     return path
 
 
@@ -257,3 +245,6 @@ def unshare():
 def is_shared():
     """Whether NumPy's OpenBLAS now runs its parallel work on Numba's threads."""
     return bool(_shared)
+
+
+os.register_at_fork(after_in_child=unshare)  # GNU OpenMP does not work in a forked child

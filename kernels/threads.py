@@ -70,6 +70,7 @@ leaves OpenBLAS its own threads.
 """
 
 import ctypes
+import functools
 import os
 import sys
 from contextlib import contextmanager
@@ -209,6 +210,38 @@ def _loaded_openblas():
     return paths
 
 
+def _inside_numpy(path):
+    """Whether ``path`` lies in NumPy's package folder (or ``numpy.libs`` beside it, for its wheels)."""
+    import numpy
+
+    return os.path.abspath(path).startswith(os.path.dirname(os.path.abspath(numpy.__file__)))
+
+
+@functools.cache  # NumPy's library is loaded with NumPy and stays
+def numpy_openblas():
+    """The path of the OpenBLAS library NumPy's own products call, or None if it has none.
+
+    Of the OpenBLAS libraries loaded in the process (SciPy bundles another), the
+    one inside NumPy's package folder; failing that, the only one loaded.
+    """
+    import numpy  # noqa: F401  (loads NumPy's OpenBLAS, before the answer is kept)
+
+    paths = _loaded_openblas()
+    for path in paths:
+        if _inside_numpy(path):
+            return path
+    return paths[0] if len(paths) == 1 else None
+
+
+def _function_named(library, names):
+    """The first of ``names`` that ``library`` (a ctypes.CDLL) exports, or None."""
+    for name in names:
+        function = getattr(library, name, None)
+        if function is not None:
+            return function
+    return None
+
+
 # (names) -> (path, function) once found: reading /proc/self/maps takes ~2 ms where
 # torch is loaded, and generate() asks three times per call. A library that is
 # not loaded yet is looked for again next time.
@@ -216,16 +249,16 @@ _found_blas_functions = {}
 
 
 def _blas_function(names):
+    """``(path, function)``: the first of ``names`` in a loaded OpenBLAS, NumPy's own
+    looked at first (so that with SciPy's loaded too, NumPy's is the one set)."""
     found = _found_blas_functions.get(names)
     if found is not None:
         return found
-    for path in _loaded_openblas():
-        library = ctypes.CDLL(path)
-        for name in names:
-            function = getattr(library, name, None)
-            if function is not None:
-                _found_blas_functions[names] = path, function
-                return path, function
+    for path in sorted(_loaded_openblas(), key=lambda path: not _inside_numpy(path)):
+        function = _function_named(ctypes.CDLL(path), names)
+        if function is not None:
+            _found_blas_functions[names] = path, function
+            return path, function
     return None, None
 
 

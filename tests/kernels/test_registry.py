@@ -126,3 +126,29 @@ def test_numba_cache_directory_is_per_version_of_the_kernel_sources(tmp_path):
     env["NUMBA_CACHE_DIR"] = str(tmp_path / "mine")  # the user's choice stands
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert result.stdout.split() == [str(tmp_path / "mine")] * 2, result.stderr
+
+
+def test_blas_threads_are_set_in_numpys_openblas_when_another_is_loaded_first(tmp_path):
+    # A second OpenBLAS (SciPy bundles one): here a copy of NumPy's, loaded from another
+    # path and listed first. The thread count must still go to the one NumPy calls.
+    from tinylm.kernels.threads import numpy_openblas
+
+    path = numpy_openblas()
+    if path is None:
+        pytest.skip("NumPy here does not use OpenBLAS")
+    copy = tmp_path / "libopenblas_other.so"
+    copy.write_bytes(open(path, "rb").read())
+    result = _run_python(
+        "import ctypes, numpy\n"
+        "from tinylm.kernels import threads\n"
+        f"other = ctypes.CDLL({str(copy)!r})\n"
+        f"threads._loaded_openblas = lambda: [{str(copy)!r}, {path!r}]\n"
+        "getter = threads._function_named(other, threads._BLAS_GETTERS)\n"
+        "before = getter()\n"
+        "assert threads.set_blas_threads(1) == threads.numpy_openblas(), 'set in the other library'\n"
+        "assert threads.blas_threads() == 1\n"
+        "assert getter() == before, (getter(), before)\n"
+        "print('ok')\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
