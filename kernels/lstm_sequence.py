@@ -23,13 +23,22 @@ of both loops in one process: the Python loop took 1.07-1.09x as long per
 step (medians over 10-12 rounds in four runs, e.g. 168.9 against 155.0 ms;
 the machine's speed drifts between processes, the ratio much less).
 
+Each step's cell runs with its rows split between the threads where a
+parallel region is cheap, that is where the threads spin between regions
+(``_common.step_chunk_count``; the shared pool of ``blas_pool.py``): the
+products before and after it already run on those threads. Whole training
+steps of the LSTM LM above took 146.9 ms with the cell serial and 139.5 ms
+split (medians of 10 alternating rounds in one process; per round 1.06x), the
+GRU LM's 109.9 and 102.7 ms (1.07x).
+
 Tried and dropped:
 
 - Splitting the hidden units between the two threads, each running OpenBLAS
   on one thread on its own half of W_hh and the cell on its own units. It
-  gained about 3% more (one run of fresh processes: 145.0 against 149.5 ms),
-  but only with two process-wide settings that must be in place before NumPy
-  and Numba load: OpenBLAS's threads poll for new work for about 0.1 s after
+  gained about 3% more (one run of fresh processes: 145.0 against 149.5 ms,
+  before the cell was split by rows), but only with two process-wide settings
+  that must be in place before NumPy and Numba load (the shared pool now
+  makes both): OpenBLAS's threads poll for new work for about 0.1 s after
   each product and take a core from the loop's second thread meanwhile (the
   forward loop's products took 12 ms alone and 28-38 ms while they polled),
   and Numba's idle threads must spin a little instead of sleeping (waking
@@ -43,10 +52,11 @@ Tried and dropped:
 """
 
 import numpy as np
+from numba import prange
 
 from tinylm.backend import array_module
 
-from ._common import check_like, check_sequence, jit, time_steps
+from ._common import add_rows, check_like, check_sequence, chunk_bounds, jit, step_chunk_count, time_steps
 from .blas import find_gemm, gemm_into
 from .lstm_cell import (
     _backward_rows,
@@ -148,46 +158,39 @@ def lstm_sequence_backward_reference(g_out, g_h, g_c, w_hh, c0, cells, acts, *, 
 # --------------------------------------------------------------------------- Numba CPU
 
 
-@jit
-def _forward_step(gemm, int_like, pre, w_hh_t, h_prev, c_prev, bias, h, c, act):
-    """pre += h_prev @ W_hh^T, then the cell on every row (serial: at a step's size, waking
-    a second thread costs about what it would save)."""
-    gemm_into(gemm, int_like, h_prev, w_hh_t, pre, 1.0)
-    _forward_rows(pre, None, bias, c_prev, h, c, act, 0, pre.shape[0])
-
-
-@jit
-def _forward_numba_loop(gemm, int_like, pre_x, w_hh_t, h0, c0, bias, out, cells, acts, reverse):
-    length = pre_x.shape[0]
+@jit(parallel=True)
+def _forward_numba_loop(gemm, int_like, pre_x, w_hh_t, h0, c0, bias, out, cells, acts, reverse, n_chunks):
+    length, batch = pre_x.shape[0], pre_x.shape[1]
     h_prev, c_prev = h0, c0
     for s in range(length):
         t = length - 1 - s if reverse else s
-        _forward_step(gemm, int_like, pre_x[t], w_hh_t, h_prev, c_prev, bias, out[t], cells[t], acts[t])
+        pre = pre_x[t]
+        gemm_into(gemm, int_like, h_prev, w_hh_t, pre, 1.0)  # pre += h_prev @ W_hh^T
+        for chunk in prange(n_chunks):  # the cell, each thread on its own rows
+            start, stop = chunk_bounds(batch, n_chunks, chunk)
+            _forward_rows(pre, None, bias, c_prev, out[t], cells[t], acts[t], start, stop)
         h_prev, c_prev = out[t], cells[t]
 
 
-@jit
-def _backward_step(gemm, int_like, g_out, t, dh, dc_in, dc_out, act, c_prev, c, w_hh, dgates):
-    """Backward step t: dh (B, H) holds the gradient from the step after; add g_out[t], run the
-    cell's backward, then overwrite dh with dh_prev = dgates @ W_hh."""
-    if g_out is not None:  # a None g_out compiles without this branch
-        dh += g_out[t]
-    _backward_rows(dh, dc_in, act, c_prev, c, dgates, dc_out, 0, c.shape[0])
-    gemm_into(gemm, int_like, dgates, w_hh, dh, 0.0)
-
-
-@jit
-def _backward_numba_loop(gemm, int_like, g_out, w_hh, c0, cells, acts, dgates, dh, dc, reverse):
+@jit(parallel=True)
+def _backward_numba_loop(gemm, int_like, g_out, w_hh, c0, cells, acts, dgates, dh, dc, reverse, n_chunks):
     """``dh`` (B, H) enters holding g_h and leaves holding dh0; ``dc`` (2, B, H): step s
     reads ``dc[s % 2]`` and writes the other, so g_c enters in ``dc[0]`` and dc0 leaves
-    in ``dc[length % 2]``."""
-    length = acts.shape[0]
+    in ``dc[length % 2]``. At step t, dh first holds the gradient from the step after;
+    g_out[t] is added, the cell's backward runs on every row, then dh is overwritten
+    with dh_prev = dgates_t @ W_hh."""
+    length, batch = acts.shape[0], acts.shape[1]
     for s in range(length):
         t = s if reverse else length - 1 - s
         first = t == (length - 1 if reverse else 0)
         c_prev = c0 if first else cells[t + 1 if reverse else t - 1]
-        _backward_step(gemm, int_like, g_out, t, dh, dc[s % 2], dc[(s + 1) % 2], acts[t], c_prev, cells[t], w_hh,
-                       dgates[t])
+        dc_in, dc_out = dc[s % 2], dc[(s + 1) % 2]
+        for chunk in prange(n_chunks):  # the cell's backward, each thread on its own rows
+            start, stop = chunk_bounds(batch, n_chunks, chunk)
+            if g_out is not None:  # a None g_out compiles without this branch
+                add_rows(dh, g_out[t], start, stop)
+            _backward_rows(dh, dc_in, acts[t], c_prev, cells[t], dgates[t], dc_out, start, stop)
+        gemm_into(gemm, int_like, dgates[t], w_hh, dh, 0.0)
 
 
 def lstm_sequence_forward_numba(pre_x, w_hh, h0, c0, bias=None, *, reverse=False):
@@ -205,7 +208,8 @@ def lstm_sequence_forward_numba(pre_x, w_hh, h0, c0, bias=None, *, reverse=False
     if pre_x.size:
         h0, c0 = np.ascontiguousarray(h0), np.ascontiguousarray(c0)
         bias = None if bias is None else np.ascontiguousarray(bias)
-        _forward_numba_loop(*found, pre_x, np.ascontiguousarray(w_hh.T), h0, c0, bias, out, cells, acts, bool(reverse))
+        _forward_numba_loop(*found, pre_x, np.ascontiguousarray(w_hh.T), h0, c0, bias, out, cells, acts, bool(reverse),
+                            step_chunk_count(batch))
     return out, cells, acts
 
 
@@ -226,7 +230,7 @@ def lstm_sequence_backward_numba(g_out, g_h, g_c, w_hh, c0, cells, acts, *, reve
     if acts.size:
         g_out = None if g_out is None else np.ascontiguousarray(g_out)
         arrays = [np.ascontiguousarray(a) for a in (w_hh, c0, cells, acts)]
-        _backward_numba_loop(*found, g_out, *arrays, dgates, dh, dc, bool(reverse))
+        _backward_numba_loop(*found, g_out, *arrays, dgates, dh, dc, bool(reverse), step_chunk_count(batch))
     return dgates, dh, dc[length % 2]
 
 

@@ -118,6 +118,18 @@ def _sleeps_at_once():
     return os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE"
 
 
+def parallel_regions_are_cheap():
+    """Whether a Numba parallel region now costs a few microseconds rather than a wake-up:
+    GNU OpenMP's threads are running, two or more, and spin between regions (as they do
+    with the shared pool) instead of sleeping at once."""
+    import numba
+    from numba.np.ufunc import parallel
+
+    if not parallel._is_initialized or numba.get_num_threads() < 2:
+        return False
+    return numba.threading_layer() == "omp" and not _sleeps_at_once()
+
+
 #: The order in which threading layers are tried when none is named.
 LAYER_PREFERENCE = ("omp", "workqueue", "tbb")
 

@@ -1,13 +1,15 @@
 """lstm_sequence_* and gru_sequence_*: the compiled loops against the NumPy loops, and
 the BLAS call they are built on (kernels/blas.py) against NumPy's matmul."""
 
+import numba
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tinylm.kernels import blas, get_kernel
-from tinylm.kernels.testing import assert_close
+from tinylm.kernels._common import step_chunk_count
+from tinylm.kernels.testing import assert_close, parallel_drivers
 
 NAMES = ("out", "cells", "acts", "dgates", "dh0", "dc0")
 GRU_NAMES = ("out", "saved", "dgi", "dgh", "dh0")
@@ -97,6 +99,27 @@ def test_gru_numba_matches_reference(length, batch, hidden, dtype, seed, with_bi
     expected = _run_gru("numpy", forward, grads, reverse)
     for name, got, want in zip(GRU_NAMES, _run_gru("numba", forward, grads, reverse), expected):
         assert_close(got, want, scale=4, err_msg=name)
+
+
+@settings(max_examples=25)
+@given(**CASES)
+def test_numba_cells_split_between_threads_match_reference(length, batch, hidden, dtype, seed, with_bias,
+                                                          with_grads, reverse):
+    """Every step's cell with its rows split between the threads (as where the threads spin)."""
+    forward, grads = _case(length, batch, hidden, dtype, seed, with_bias, with_grads)
+    gru_forward, gru_grads = _gru_case(length, batch, hidden, dtype, seed, with_bias, with_grads[:2])
+    expected = _run("numpy", forward, grads, reverse)
+    gru_expected = _run_gru("numpy", gru_forward, gru_grads, reverse)
+    with parallel_drivers() as parallel:
+        if not parallel:
+            pytest.skip("Numba has one thread here")
+        assert step_chunk_count(batch) == min(batch, numba.get_num_threads())
+        got = _run("numba", forward, grads, reverse)
+        gru_got = _run_gru("numba", gru_forward, gru_grads, reverse)
+    for name, actual, want in zip(NAMES, got, expected):
+        assert_close(actual, want, scale=4, err_msg=name)
+    for name, actual, want in zip(GRU_NAMES, gru_got, gru_expected):
+        assert_close(actual, want, scale=4, err_msg=name)
 
 
 def test_gru_reference_is_the_cell_applied_step_by_step():
