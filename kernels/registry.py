@@ -44,6 +44,7 @@ _MODULES = {
     "gru_sequence_forward": "gru_sequence",
     "gru_sequence_backward": "gru_sequence",
     "adamw_update": "adamw",
+    "embedding_backward": "embedding_backward",
     "gpt_decode_step": "gpt_decode",
 }
 

@@ -113,23 +113,6 @@ def scatter_add(target, index, values):
         cupyx.scatter_add(target, index, values)
 
 
-def scatter_add_rows(target, index, values):
-    """``target[index] += values`` for a 2-D ``target`` (n, d), ids ``index`` (k,) and rows ``values`` (k, d).
-
-    On NumPy: sort the ids, sum each run of equal ids at once (``np.add.reduceat``)
-    and add each sum once: five times faster than ``np.add.at``, which goes one
-    element at a time (measured on an embedding's backward, 768 ids of 128 floats).
-    """
-    if not isinstance(target, np.ndarray) or index.size < 2:
-        scatter_add(target, index, values)
-        return
-    index = np.where(index < 0, index + target.shape[0], index)  # so that -1 and n-1 sort together
-    order = np.argsort(index, kind="stable")
-    ordered = index[order]
-    starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
-    target[ordered[starts]] += np.add.reduceat(values[order], starts, axis=0)
-
-
 def erf(array):
     """The error function, elementwise, accurate to the dtype's rounding."""
     if isinstance(array, np.ndarray):

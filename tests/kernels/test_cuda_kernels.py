@@ -149,6 +149,13 @@ def test_gru_sequence():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_embedding_backward(dtype):
+    rng = _rng(8)
+    g_rows = rng.standard_normal((6, 3)).astype(dtype)
+    _compare("embedding_backward", (g_rows, np.array([2, 0, 2, 3, 0, 2]), 5))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_adamw_update(dtype):
     rng = _rng(6)
     param, grad, m = rng.standard_normal((3, 7)).astype(dtype)

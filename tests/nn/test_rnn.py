@@ -112,6 +112,55 @@ def test_gru_op_gradients_match_finite_differences(case):
     check_sequence_op("GRU", case)
 
 
+# ----- the same op reading its input as rows of a table (ids) ------------------------------------
+
+
+@st.composite
+def table_cases(draw, mode):
+    """A sequence case whose input is given as a table (V, I) and ids (T, B) picking its rows."""
+    leaves, n_states, reverse, used = draw(sequence_cases(mode))
+    length, batch, features = leaves[0].shape
+    vocab = draw(st.integers(1, 4))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    ids = rng.integers(0, vocab, (length, batch))
+    leaves[0] = tinylm.tensor(rng.uniform(-1.5, 1.5, (vocab, features)), requires_grad=True)
+    return leaves, n_states, reverse, used, ids
+
+
+@pytest.mark.parametrize("mode", ALL_MODES)
+@settings(max_examples=15)
+@given(data=st.data())
+def test_op_reading_rows_of_a_table_matches_finite_differences_and_the_looked_up_input(mode, data):
+    leaves, n_states, reverse, used, ids = data.draw(table_cases(mode))
+
+    def run(table, *rest, ids=ids):
+        outputs = recurrent_layer(mode, table, rest[:n_states], rest[n_states:], reverse=reverse, ids=ids)
+        return tuple(outputs[i] for i in used)
+
+    assert tinylm.gradcheck(run, leaves)
+    # the same values and gradients as the op given table[ids] itself
+    results = []
+    for given_ids in (True, False):
+        rng = np.random.default_rng(0)  # the same weights on the outputs both times
+        for leaf in leaves:
+            leaf.grad = None
+        if given_ids:
+            outputs = run(*leaves)
+        else:
+            outputs = run(tinylm.nn.functional.embedding(tinylm.tensor(ids), leaves[0]), *leaves[1:], ids=None)
+        weights = [tinylm.tensor(rng.standard_normal(out.shape)) for out in outputs]
+        sum((out * w).sum() for out, w in zip(outputs, weights)).backward()
+        results.append(([out.numpy() for out in outputs],
+                        [None if leaf.grad is None else leaf.grad.numpy() for leaf in leaves]))
+    (outputs, grads), (expected_outputs, expected_grads) = results
+    for got, want in zip(outputs, expected_outputs):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    for got, want in zip(grads, expected_grads):
+        assert (got is None) == (want is None)
+        if got is not None:
+            np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
 # ----- whole layers and cells: configurations ---------------------------------------------------
 
 
@@ -244,9 +293,11 @@ def test_gradients_through_dropout_between_layers_match_finite_differences():
 # ----- against the same computation from primitive ops --------------------------------------------
 
 
-def composed_layer(mode, x, states, weights, reverse=False):
+def composed_layer(mode, x, states, weights, reverse=False, ids=None):
     """What ``recurrent_layer`` computes, written with primitive ops one step at a time,
     so that autograd traces every step (the reference for the fused BPTT)."""
+    if ids is not None:  # x is a table, the input its rows picked by ids
+        x = tinylm.nn.functional.embedding(tinylm.tensor(ids), x)
     w_ih, w_hh, *biases = weights
     b_ih, b_hh = biases if biases else (0.0, 0.0)
     hidden = w_hh.shape[1]
@@ -529,6 +580,50 @@ def test_a_wrong_input_shape_names_the_layer_and_both_shapes(mode):
     empty = rf"{name}: expected a sequence of at least one step, got input of shape \(0, 2, 4\)"
     with pytest.raises(ValueError, match=empty):
         layer(tinylm.zeros(0, 2, 4))
+
+
+@pytest.mark.parametrize("mode", ALL_MODES)
+@settings(max_examples=8)
+@given(config=stack_configs(max_side=3))
+def test_forward_embedded_equals_forward_on_the_looked_up_rows(mode, config):
+    layer, x, states = build_stack(mode, config)
+    rng = np.random.default_rng(config["seed"])
+    ids = tinylm.tensor(rng.integers(0, 3, x.shape[:-1]))
+    table = tinylm.tensor(rng.standard_normal((3, config["input_size"])), requires_grad=True)
+    results = []
+    for embedded in (True, False):
+        layer.zero_grad()
+        for leaf in [table, *states]:
+            leaf.grad = None
+        if embedded:
+            result = layer.forward_embedded(table, ids, as_hx(states))
+        else:
+            result = layer(tinylm.nn.functional.embedding(ids, table), as_hx(states))
+        outputs = outputs_of(result)
+        sum((out * out.detach()).sum() for out in outputs).backward()
+        grads = [table.grad.numpy()] + [s.grad.numpy() for s in states] + [p.grad.numpy() for p in layer.parameters()]
+        results.append(([out.numpy() for out in outputs], grads))
+    for got, want in zip(*(outputs + grads for outputs, grads in results)):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", ALL_MODES)
+def test_forward_embedded_refuses_bad_ids_and_tables_naming_them(mode):
+    layer = make_stack(mode, 4, 3, batch_first=True)
+    name = f"{type(layer).__name__}.forward_embedded"
+    table, ids = tinylm.zeros(6, 4), tinylm.tensor(np.zeros((2, 5), dtype=np.int64))
+    with pytest.raises(IndexError, match=rf"{name}: id 6 is out of range for an embedding of size 6"):
+        layer.forward_embedded(table, tinylm.tensor(np.array([[0, 6]])))
+    with pytest.raises(TypeError, match=rf"{name}: ids must be an integer tensor, got float32"):
+        layer.forward_embedded(table, tinylm.zeros(2, 5))
+    with pytest.raises(ValueError, match=rf"{name}: expected a table of shape \(num_embeddings, 4\), got \(6, 3\)"):
+        layer.forward_embedded(tinylm.zeros(6, 3), ids)
+    with pytest.raises(TypeError, match=rf"{name}: the table is float64 but the parameters are float32"):
+        layer.forward_embedded(tinylm.zeros(6, 4, dtype=np.float64), ids)
+    with pytest.raises(ValueError, match=rf"{name}: expected ids of shape \(batch, seq_len\) or \(seq_len,\), got \(1, 2, 5\)"):
+        layer.forward_embedded(table, ids.reshape(1, 2, 5))
+    with pytest.raises(ValueError, match=rf"{name}: expected a sequence of at least one step, got ids of shape \(2, 0\)"):
+        layer.forward_embedded(table, tinylm.tensor(np.zeros((2, 0), dtype=np.int64)))
 
 
 @pytest.mark.parametrize("mode", ALL_MODES)

@@ -52,8 +52,18 @@ class RNNLM(nn.Module):
         """idx (B, T), and the state to start from (None: zeros) -> (logits (B, T, vocab), final state)."""
         if idx.ndim != 2:
             raise ValueError(f"RNNLM: idx must be (batch, time), got shape {tuple(idx.shape)}")
-        output, state = self.rnn(self.drop(self.embedding(idx)), state)
+        if self._projects_the_table(idx):
+            output, state = self.rnn.forward_embedded(self.embedding.weight, idx, state)
+        else:
+            output, state = self.rnn(self.drop(self.embedding(idx)), state)
         return self.head(self.drop(output)), state
+
+    def _projects_the_table(self, idx):
+        """Whether the first layer should project the embedding table rather than every
+        token (``RNNBase.forward_embedded``): the same result, cheaper when the vocabulary
+        is smaller than the batch's tokens; not with dropout on the embeddings."""
+        dropped = self.training and self.drop.p > 0
+        return not dropped and self.config.vocab_size < idx.shape[0] * idx.shape[1]
 
     def forward(self, idx, targets=None):
         """idx (B, T) token ids -> (logits (B, T, vocab), loss or None), from a zero state."""

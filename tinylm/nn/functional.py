@@ -46,19 +46,24 @@ def embedding(input, weight, padding_idx=None):  # noqa: A002
 
     An id outside ``[0, num_embeddings)`` raises an IndexError naming it.
     """
+    check_embedding_ids(input, weight)
+    if padding_idx is not None and padding_idx < 0:
+        padding_idx += weight.shape[0]
+    return EmbeddingFunction.apply(weight, input, padding_idx=padding_idx)
+
+
+def check_embedding_ids(input, weight, caller="embedding"):  # noqa: A002
+    """Raise unless ``input`` is an integer tensor of ids within the rows of the 2-d ``weight``."""
     if not isinstance(input, Tensor) or input.dtype.kind not in "iu":
         got = input.dtype if isinstance(input, Tensor) else type(input).__name__
-        raise TypeError(f"embedding: ids must be an integer tensor, got {got}")
+        raise TypeError(f"{caller}: ids must be an integer tensor, got {got}")
     if weight.ndim != 2:
-        raise ValueError(f"embedding: weight must be 2-d (num_embeddings, dim), got shape {_shape(weight)}")
+        raise ValueError(f"{caller}: weight must be 2-d (num_embeddings, dim), got shape {_shape(weight)}")
     size = weight.shape[0]
     ids = input.data
     if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= size):
         bad = ids[(ids < 0) | (ids >= size)].reshape(-1)[0]
-        raise IndexError(f"embedding: id {int(bad)} is out of range for an embedding of size {size} (expected 0 to {size - 1})")
-    if padding_idx is not None and padding_idx < 0:
-        padding_idx += size
-    return EmbeddingFunction.apply(weight, input, padding_idx=padding_idx)
+        raise IndexError(f"{caller}: id {int(bad)} is out of range for an embedding of size {size} (expected 0 to {size - 1})")
 
 
 def dropout(input, p=0.5, training=True):  # noqa: A002

@@ -171,12 +171,11 @@ class RNNBase(Module):
             raise ValueError(f"{layer}: expected a sequence of at least one step, got input of shape {_shape(given)}")
         return x, batched
 
-    def _initial_states(self, hx, x, batched):
+    def _initial_states(self, hx, x, batch, batched):
         """One list per (layer, direction) of the states that start it: [h0] or [h0, c0]."""
         layer = type(self).__name__
         n_states = MODES[self.mode][1]
         count = self.num_layers * self.num_directions
-        batch = x.shape[1]
         if hx is None:
             zeros = _zeros_like_state(x, (batch, self.hidden_size))
             return [[zeros] * n_states for _ in range(count)]
@@ -198,7 +197,40 @@ class RNNBase(Module):
         last layer's hidden states, both directions concatenated on the last axis.
         """
         x, batched = self._check_input(input)
-        initial = self._initial_states(hx, x, batched)
+        return self._run_layers(x, None, hx, batched)
+
+    def forward_embedded(self, weight, ids, hx=None):
+        """The same as ``self(F.embedding(ids, weight), hx)``, computed more cheaply when the
+        table has fewer rows than ``ids`` has entries (as in a character-level model).
+
+        ``weight`` (num_embeddings, input_size) is the table; ``ids`` an integer tensor
+        (batch, seq_len) with ``batch_first``, else (seq_len, batch), or (seq_len,)
+        unbatched. The first layer's input projection is then computed once per
+        table row, and its backward sums the gate gradients per id before the
+        products (``tinylm.ops.fused.recurrent``): for the LSTM language model of
+        ``benchmarks/compare.py`` (65 rows, 3200 ids) that drops three products
+        of 3200 x 1024 x 64 from the training step.
+        """
+        layer = f"{type(self).__name__}.forward_embedded"
+        F.check_embedding_ids(ids, weight, layer)
+        if weight.shape[1] != self.input_size:
+            raise ValueError(f"{layer}: expected a table of shape (num_embeddings, {self.input_size}), "
+                             f"got {_shape(weight)}")
+        _check_dtype(layer, "the table", weight, self.weight_ih_l0.dtype)
+        if ids.ndim not in (1, 2):
+            layout = "(batch, seq_len)" if self.batch_first else "(seq_len, batch)"
+            raise ValueError(f"{layer}: expected ids of shape {layout} or (seq_len,), got {_shape(ids)}")
+        batched = ids.ndim == 2
+        steps = ids.data.T if batched and self.batch_first else ids.data  # (T, B) or (T,)
+        steps = steps if batched else steps.reshape(-1, 1)
+        if steps.shape[0] == 0:
+            raise ValueError(f"{layer}: expected a sequence of at least one step, got ids of shape {_shape(ids)}")
+        xp = backend.array_module(steps)
+        return self._run_layers(weight, xp.ascontiguousarray(steps), hx, batched, steps.shape[1])
+
+    def _run_layers(self, x, ids, hx, batched, batch=None):
+        """The stack over x (T, B, I), or with ``ids`` (T, B) over the rows of the table x that ids picks."""
+        initial = self._initial_states(hx, x, x.shape[1] if batch is None else batch, batched)
         finals = []  # per (layer, direction): [h_n] or [h_n, c_n]
         for k in range(self.num_layers):
             outputs = []
@@ -209,6 +241,7 @@ class RNNBase(Module):
                     initial[k * self.num_directions + direction],
                     self._weights(k, direction),
                     reverse=direction == 1,
+                    ids=ids if k == 0 else None,
                 )
                 outputs.append(out)
                 finals.append(last)

@@ -1,7 +1,6 @@
 """Embedding lookup: rows of a weight table picked by integer ids."""
 
-from tinylm import backend
-from tinylm.backend import array_module
+from tinylm.kernels.registry import kernel_for
 from tinylm.tensor import Function
 
 
@@ -19,9 +18,8 @@ class EmbeddingFunction(Function):
         return weight[ids]
 
     def backward(self, g, _ids_grad=None):
-        xp = array_module(g)
-        grad = xp.zeros(self.weight_shape, dtype=g.dtype)
-        backend.scatter_add_rows(grad, self.ids.reshape(-1), g.reshape(-1, self.weight_shape[1]))
+        rows, width = self.weight_shape
+        grad = kernel_for("embedding_backward", g)(g.reshape(-1, width), self.ids.reshape(-1), rows)
         if self.padding_idx is not None:
             grad[self.padding_idx] = 0
         return grad, None
