@@ -135,10 +135,21 @@ def _forward_numba_loop(gemm, int_like, gi, w_hh_t, h0, b_ih, b_hh, out, saved, 
     for s in range(length):
         t = length - 1 - s if reverse else s
         gemm_into(gemm, int_like, h_prev, w_hh_t, gh, 0.0)
-        for chunk in prange(n_chunks):
-            start, stop = chunk_bounds(batch, n_chunks, chunk)
-            _forward_rows(gi[t], gh, b_ih, b_hh, h_prev, out[t], saved[t], start, stop)
+        if n_chunks == 1:  # no parallel region: entering one costs ~25 us a step even for one chunk
+            _forward_rows(gi[t], gh, b_ih, b_hh, h_prev, out[t], saved[t], 0, batch)
+        else:
+            for chunk in prange(n_chunks):
+                start, stop = chunk_bounds(batch, n_chunks, chunk)
+                _forward_rows(gi[t], gh, b_ih, b_hh, h_prev, out[t], saved[t], start, stop)
         h_prev = out[t]
+
+
+@jit
+def _backward_cell_rows(g_out, t, grad, saved, h_prev, dgi, dgh, carried, start, stop):
+    """g_out[t] added into grad, then the cell's backward: carried = grad * z (rows start:stop)."""
+    if g_out is not None:  # a None g_out compiles without this branch
+        add_rows(grad, g_out[t], start, stop)
+    _backward_rows(grad, saved, h_prev, dgi, dgh, carried, start, stop)
 
 
 @jit(parallel=True)
@@ -151,11 +162,12 @@ def _backward_numba_loop(gemm, int_like, g_out, w_hh, h0, out, saved, dgi, dgh, 
         first = t == (length - 1 if reverse else 0)
         h_prev = h0 if first else out[t + 1 if reverse else t - 1]
         grad, carried = dh[s % 2], dh[(s + 1) % 2]
-        for chunk in prange(n_chunks):
-            start, stop = chunk_bounds(batch, n_chunks, chunk)
-            if g_out is not None:  # a None g_out compiles without this branch
-                add_rows(grad, g_out[t], start, stop)
-            _backward_rows(grad, saved[t], h_prev, dgi[t], dgh[t], carried, start, stop)  # carried = dh * z
+        if n_chunks == 1:  # as in the forward: no parallel region
+            _backward_cell_rows(g_out, t, grad, saved[t], h_prev, dgi[t], dgh[t], carried, 0, batch)
+        else:
+            for chunk in prange(n_chunks):
+                start, stop = chunk_bounds(batch, n_chunks, chunk)
+                _backward_cell_rows(g_out, t, grad, saved[t], h_prev, dgi[t], dgh[t], carried, start, stop)
         gemm_into(gemm, int_like, dgh[t], w_hh, carried, 1.0)  # carried += dgh_t @ W_hh
 
 

@@ -166,10 +166,21 @@ def _forward_numba_loop(gemm, int_like, pre_x, w_hh_t, h0, c0, bias, out, cells,
         t = length - 1 - s if reverse else s
         pre = pre_x[t]
         gemm_into(gemm, int_like, h_prev, w_hh_t, pre, 1.0)  # pre += h_prev @ W_hh^T
-        for chunk in prange(n_chunks):  # the cell, each thread on its own rows
-            start, stop = chunk_bounds(batch, n_chunks, chunk)
-            _forward_rows(pre, None, bias, c_prev, out[t], cells[t], acts[t], start, stop)
+        if n_chunks == 1:  # no parallel region: entering one costs ~25 us a step even for one chunk
+            _forward_rows(pre, None, bias, c_prev, out[t], cells[t], acts[t], 0, batch)
+        else:
+            for chunk in prange(n_chunks):  # the cell, each thread on its own rows
+                start, stop = chunk_bounds(batch, n_chunks, chunk)
+                _forward_rows(pre, None, bias, c_prev, out[t], cells[t], acts[t], start, stop)
         h_prev, c_prev = out[t], cells[t]
+
+
+@jit
+def _backward_cell_rows(g_out, t, dh, dc_in, act, c_prev, c, dgates, dc_out, start, stop):
+    """g_out[t] added into dh, then the cell's backward (rows start:stop)."""
+    if g_out is not None:  # a None g_out compiles without this branch
+        add_rows(dh, g_out[t], start, stop)
+    _backward_rows(dh, dc_in, act, c_prev, c, dgates, dc_out, start, stop)
 
 
 @jit(parallel=True)
@@ -185,11 +196,12 @@ def _backward_numba_loop(gemm, int_like, g_out, w_hh, c0, cells, acts, dgates, d
         first = t == (length - 1 if reverse else 0)
         c_prev = c0 if first else cells[t + 1 if reverse else t - 1]
         dc_in, dc_out = dc[s % 2], dc[(s + 1) % 2]
-        for chunk in prange(n_chunks):  # the cell's backward, each thread on its own rows
-            start, stop = chunk_bounds(batch, n_chunks, chunk)
-            if g_out is not None:  # a None g_out compiles without this branch
-                add_rows(dh, g_out[t], start, stop)
-            _backward_rows(dh, dc_in, acts[t], c_prev, cells[t], dgates[t], dc_out, start, stop)
+        if n_chunks == 1:  # as in the forward: no parallel region
+            _backward_cell_rows(g_out, t, dh, dc_in, acts[t], c_prev, cells[t], dgates[t], dc_out, 0, batch)
+        else:
+            for chunk in prange(n_chunks):  # the cell's backward, each thread on its own rows
+                start, stop = chunk_bounds(batch, n_chunks, chunk)
+                _backward_cell_rows(g_out, t, dh, dc_in, acts[t], c_prev, cells[t], dgates[t], dc_out, start, stop)
         gemm_into(gemm, int_like, dgates[t], w_hh, dh, 0.0)
 
 
