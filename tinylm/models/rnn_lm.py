@@ -6,7 +6,10 @@
 
 Training sees windows of ``block_size`` tokens, each starting from a zero
 state; generation carries the state from token to token, so it needs no
-window at all.
+window at all. Where the vocabulary is smaller than a batch's tokens (a
+character-level model), the first layer reads the embedding table itself
+(``RNNBase.forward_embedded``): each row is projected once instead of every
+token, with the same results.
 """
 
 from dataclasses import asdict, dataclass
