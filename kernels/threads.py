@@ -42,7 +42,14 @@ each, times in microseconds:
   a whole scheduler time slice (about 8 ms) for its descheduled second thread,
   and on average two threads become *slower* than one, for Numba (omp) and
   for OpenBLAS alike (the occasional 50x slow matmuls). On a shared machine
-  call ``configure_threads(1)``.
+  call ``configure_threads(1)``. Whole GPT training steps (compare.py's
+  config) with a Python busy loop on one of the two cores, medians of 40
+  steps in fresh processes, three rounds: 1 thread 64-72 ms; 2 threads on
+  the shared pool (below) 158-297 ms; 2 threads with OpenBLAS on its own
+  threads and Numba's sleeping at once 90-120 ms; PyTorch 207-222 ms on 2
+  threads and 69-71 ms on 1. The shared pool's threads spin, so each of the
+  step's hundreds of parallel regions waits for a partner the scheduler took
+  away. On a quiet machine the shared pool is the fastest (see below).
 
 Caveats of the layers (from Numba's documentation): GNU OpenMP is not
 fork-safe (a process forked after a parallel kernel ran must not run one
