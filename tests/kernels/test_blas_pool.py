@@ -54,12 +54,19 @@ def check_products():
 def test_configure_threads_runs_openblas_on_numbas_threads():
     result = _run_python(prelude=_PRODUCTS, code="""
         import ctypes, os
+        import numba
         from tinylm.kernels import configure_threads
+        from tinylm.kernels.threads import parallel_regions_are_cheap
+        assert not parallel_regions_are_cheap()  # no threads yet
         info = configure_threads(2)
         assert info["blas_pool"] == "numba", info
         assert os.environ.get("GOMP_SPINCOUNT") == "30000" and "OMP_WAIT_POLICY" not in os.environ
         from tinylm.kernels import blas_pool
         assert blas_pool.is_shared()
+        assert parallel_regions_are_cheap()  # the threads spin: recurrent cells split at every step
+        numba.set_num_threads(1)
+        assert not parallel_regions_are_cheap()
+        numba.set_num_threads(2)
         # Watch the callback: a spy in front of it counts the calls and their jobs.
         signature = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t,
                                      ctypes.c_void_p, ctypes.c_int)
@@ -153,6 +160,8 @@ def test_openblas_keeps_its_own_threads(case, code, env):
     result = _run_python(prelude=_PRODUCTS, code="from tinylm.kernels import configure_threads, blas_pool\n" + code + """
 assert info["blas_pool"] in ("openblas", None), info
 assert not blas_pool.is_shared()
+from tinylm.kernels.threads import parallel_regions_are_cheap
+assert not parallel_regions_are_cheap()  # the threads sleep at once: no region at every recurrent step
 check_products()
 print("ok")
 """, **env)
