@@ -24,6 +24,12 @@ def _run_python(code, prelude="", **env):
                           env=environment)
 
 
+def _assert_printed_ok(result, case=""):
+    """The child exited cleanly and printed "ok" (its last line, once every check passed)."""
+    assert result.returncode == 0, (f"{case}: {result.stderr}" if case else result.stderr)
+    assert result.stdout.strip() == "ok"
+
+
 def _has_callback():
     from tinylm.kernels import blas_pool
 
@@ -87,8 +93,7 @@ def test_configure_threads_runs_openblas_on_numbas_threads():
         setter(blas_pool._callback().address)
         print("ok")
     """)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "ok"
+    _assert_printed_ok(result)
 
 
 def test_products_finish_when_numba_is_set_to_fewer_threads_than_openblas():
@@ -102,8 +107,7 @@ def test_products_finish_when_numba_is_set_to_fewer_threads_than_openblas():
         assert numba.get_num_threads() == 1
         print("ok")
     """)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "ok"
+    _assert_printed_ok(result)
 
 
 def test_a_forked_child_gets_openblas_own_threads_back():
@@ -125,8 +129,7 @@ def test_a_forked_child_gets_openblas_own_threads_back():
         assert blas_pool.is_shared()
         print("ok")
     """)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "ok"
+    _assert_printed_ok(result)
 
 
 def test_openblas_cannot_be_set_beyond_numbas_pool_while_shared():
@@ -165,8 +168,7 @@ assert not parallel_regions_are_cheap()  # the threads sleep at once: no region 
 check_products()
 print("ok")
 """, **env)
-    assert result.returncode == 0, f"{case}: {result.stderr}"
-    assert result.stdout.strip() == "ok"
+    _assert_printed_ok(result, case)
 
 
 def test_a_users_spin_count_is_kept_and_the_pool_shared():
@@ -193,8 +195,7 @@ def test_an_openblas_without_the_callback_keeps_its_own_threads():
         check_products()
         print("ok")
     """)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "ok"
+    _assert_printed_ok(result)
 
 
 def test_products_from_several_python_threads_at_once():
@@ -218,5 +219,4 @@ def test_products_from_several_python_threads_at_once():
         assert not failures, failures
         print("ok")
     """)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "ok"
+    _assert_printed_ok(result)

@@ -197,7 +197,7 @@ class RNNBase(Module):
         last layer's hidden states, both directions concatenated on the last axis.
         """
         x, batched = self._check_input(input)
-        return self._run_layers(x, None, hx, batched)
+        return self._run_layers(x, None, hx, batched, x.shape[1])
 
     def forward_embedded(self, weight, ids, hx=None):
         """The same as ``self(F.embedding(ids, weight), hx)``, computed more cheaply when the
@@ -228,9 +228,9 @@ class RNNBase(Module):
         xp = backend.array_module(steps)
         return self._run_layers(weight, xp.ascontiguousarray(steps), hx, batched, steps.shape[1])
 
-    def _run_layers(self, x, ids, hx, batched, batch=None):
+    def _run_layers(self, x, ids, hx, batched, batch):
         """The stack over x (T, B, I), or with ``ids`` (T, B) over the rows of the table x that ids picks."""
-        initial = self._initial_states(hx, x, x.shape[1] if batch is None else batch, batched)
+        initial = self._initial_states(hx, x, batch, batched)
         finals = []  # per (layer, direction): [h_n] or [h_n, c_n]
         for k in range(self.num_layers):
             outputs = []
