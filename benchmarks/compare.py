@@ -1,7 +1,7 @@
 """tinylm beside PyTorch: training speed, sampling speed and peak memory on the same models.
 
     python benchmarks/compare.py [--threads 2] [--steps 30] [--rounds 5] [--configs gpt,lstm,gru,sample]
-                                 [--json FILE]
+                                 [--json FILE] [--machine-blas]
 
 Every measurement runs in a fresh process (so peak RSS is that run's alone),
 and the runs alternate: tinylm, PyTorch, tinylm, PyTorch, ... ``--rounds``
@@ -9,6 +9,9 @@ times per config; the table gives medians over the rounds, each round's
 figure being the median step after ``--warmup`` steps. Both sides use float32,
 the same thread count (OpenBLAS/Numba for tinylm, ``torch.set_num_threads``
 for PyTorch), the same model shapes, AdamW, and synthetic uniform tokens.
+The timed processes run OpenBLAS's own choice of kernels for the processor
+unless ``--machine-blas`` (see ``blas_env.py``: this machine pins an older
+family through OPENBLAS_CORETYPE); the table's first line names the family.
 
 Configs:
   gpt     GPT, 4 layers, 4 heads, 128 wide, block 64, batch 12 (nanoGPT's Shakespeare-char CPU setting)
@@ -28,6 +31,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+import blas_env  # noqa: E402
 
 VOCAB = 65
 GPT_SHAPE = dict(block_size=64, n_layer=4, n_head=4, n_embd=128)
@@ -114,7 +120,6 @@ def _tinylm_worker(config, steps, warmup, threads):
 def _torch_worker(config, steps, warmup, threads):
     import torch
 
-    sys.path.insert(0, str(Path(__file__).parent))
     import torch_peers
 
     torch.set_num_threads(threads)
@@ -156,9 +161,9 @@ def run_worker(args):
 
 def measure(side, config, args):
     """Run one worker process; returns its dict of figures."""
-    env = dict(os.environ)
-    for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        env[variable] = str(args.threads)  # BLAS reads these when it loads, before any call can set them
+    # BLAS reads these when it loads, before any call could set them
+    threads = {variable: str(args.threads) for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    env = blas_env.child_environment(args.machine_blas, **threads)
     command = [sys.executable, __file__, "--worker", side, "--config", config, "--steps", str(args.steps),
                "--warmup", str(args.warmup), "--threads", str(args.threads)]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, env=env)
@@ -167,21 +172,24 @@ def measure(side, config, args):
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def matmul_gflops(threads):
-    """This machine's float32 matmul speed through NumPy, at a GPT-sized and a large shape."""
+def matmul_gflops(threads, machine_blas):
+    """This machine's float32 matmul speed through NumPy, at a GPT-sized and a large shape, and
+    the OpenBLAS kernel family that ran (None without OpenBLAS)."""
     code = (
         "import time, numpy as np\n"
+        "from tinylm.kernels.threads import blas_core\n"
         "def rate(m, k, n):\n"
         "    a = np.ones((m, k), np.float32); b = np.ones((k, n), np.float32); a @ b\n"
         "    best = 1e9\n"
         "    for _ in range(20):\n"
         "        t = time.perf_counter(); a @ b; best = min(best, time.perf_counter() - t)\n"
         "    return 2 * m * k * n / best / 1e9\n"
-        "print(rate(768, 128, 512), rate(1024, 1024, 1024))\n"
+        "print(rate(768, 128, 512), rate(1024, 1024, 1024), blas_core())\n"
     )
-    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+    env = blas_env.child_environment(machine_blas, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-    return tuple(float(v) for v in out.stdout.split())
+    small, large, core = out.stdout.split()
+    return float(small), float(large), None if core == "None" else core
 
 
 def torch_available():
@@ -224,9 +232,14 @@ def _cell(value, fmt, width):
     return f"{'-':>{width}}" if value is None else f"{value:>{width}{fmt}}"
 
 
-def print_table(rows, threads, gflops):
-    print(f"threads = {threads}; NumPy float32 matmul: {gflops[0]:.0f} GFLOP/s at 768x128x512, "
-          f"{gflops[1]:.0f} GFLOP/s at 1024^3")  # fmt: skip
+def print_table(rows, threads, gflops, machine_blas):
+    small, large, core = gflops
+    pinned = blas_env.pinned_by_machine()
+    kernels = f"OpenBLAS kernels {core}" if core else "no OpenBLAS"
+    if core and pinned:
+        kernels += f" (this machine's {pinned} {'kept' if machine_blas else 'left out'})"
+    print(f"threads = {threads}; {kernels}; NumPy float32 matmul: {small:.0f} GFLOP/s at 768x128x512, "
+          f"{large:.0f} GFLOP/s at 1024^3")  # fmt: skip
     header = (f"{'config':<28}{'tinylm ms':>10}{'torch ms':>10}{'tinylm tok/s':>14}{'torch tok/s':>13}"
               f"{'speed ratio':>12}{'GFLOP/s':>9}{'RSS MB':>8}{'torch RSS':>10}{'RSS ratio':>10}")  # fmt: skip
     print(header)
@@ -251,6 +264,7 @@ def parse_args(argv=None):
     parser.add_argument("--rounds", type=int, default=5, help="alternating tinylm/PyTorch runs per config")
     parser.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated, from {','.join(CONFIGS)}")
     parser.add_argument("--json", metavar="FILE", help="also write every run's figures to FILE")
+    blas_env.add_option(parser)
     parser.add_argument("--worker", choices=("tinylm", "torch"), help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -277,9 +291,9 @@ def main(argv=None):
                 torch_runs.append(measure("torch", config, args))
         record["runs"][config] = {"tinylm": tinylm_runs, "torch": torch_runs}
         rows.extend(rows_for(config, tinylm_runs, torch_runs))
-    gflops = matmul_gflops(args.threads)
-    record["matmul_gflops"] = gflops
-    print_table(rows, args.threads, gflops)
+    gflops = matmul_gflops(args.threads, args.machine_blas)
+    record.update(matmul_gflops=gflops[:2], blas_core=gflops[2], machine_blas=args.machine_blas)
+    print_table(rows, args.threads, gflops, args.machine_blas)
     if args.json:
         Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
 

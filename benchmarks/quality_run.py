@@ -2,6 +2,7 @@
 
     python benchmarks/quality_run.py                      # one run, seed 1337 (the default)
     python benchmarks/quality_run.py --seeds 1337 1 2 3   # the spread over seeds
+    python benchmarks/quality_run.py --machine-blas       # with this machine's OPENBLAS_CORETYPE
 
 Each run is the command a user would type, ``tinylm train --max-iters 2000``
 (tinylm's defaults are nanoGPT's settings: 4 layers, 4 heads, 128 wide,
@@ -12,7 +13,8 @@ checkpoints are in the wall time. The figures come from the run's own
 scored on every token of the validation split, the figure without the
 sampling noise of the 20-batch estimate. After the runs it samples 300
 characters from the first one. ``benchmarks/nanogpt_reference.py`` prints
-the same figures for nanoGPT's procedure in PyTorch.
+the same figures for nanoGPT's procedure in PyTorch. The runs use OpenBLAS's
+own choice of kernels unless ``--machine-blas`` (``blas_env.py``).
 
 nanoGPT itself, on the 2-core development machine with its README's CPU
 command: val loss 1.886 in 2 min 38 s (158 s).
@@ -29,16 +31,19 @@ from pathlib import Path
 
 from tinylm.training.trainer import read_log
 
+sys.path.insert(0, str(Path(__file__).parent))
+import blas_env  # noqa: E402
+
 NANOGPT_VAL_LOSS, NANOGPT_WALL_S = 1.886, 158.0
 
 
-def run_training(out, seed, max_iters, threads):
+def run_training(out, seed, max_iters, threads, env):
     command = ["tinylm", "train", "--max-iters", str(max_iters), "--seed", str(seed), "--out", str(out),
                "--quiet", "--overwrite"]
     if threads:
         command += ["--threads", str(threads)]
     start = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=env)
     wall = time.perf_counter() - start
     evaluations = [record for record in read_log(out) if "val_loss" in record]
     return dict(seed=seed, wall_s=wall, final_val_loss=evaluations[-1]["val_loss"],
@@ -74,12 +79,21 @@ def main():
     parser.add_argument("--threads", type=int, default=0, help="0: tinylm's default")
     parser.add_argument("--out", default="runs/quality", help="one subdirectory per seed")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    blas_env.add_option(parser)
     args = parser.parse_args()
+    env = blas_env.child_environment(args.machine_blas)
+    probe = "from tinylm.kernels.threads import blas_core; print(blas_core())"
+    core = subprocess.run([sys.executable, "-c", probe], env=env, check=True, capture_output=True, text=True)
+    core = core.stdout.strip()
+    if not args.json:
+        pinned = blas_env.pinned_by_machine()
+        kept = f" (this machine's {pinned} {'kept' if args.machine_blas else 'left out'})" if pinned else ""
+        print(f"OpenBLAS kernels {core}{kept}", flush=True)
 
     results = []
     for seed in args.seeds:
         out = Path(args.out) / f"seed-{seed}"
-        results.append(run_training(out, seed, args.max_iters, args.threads))
+        results.append(run_training(out, seed, args.max_iters, args.threads, env))
         if not args.json:
             r = results[-1]
             print(f"seed {seed:>5}: {r['wall_s']:6.1f} s wall, val loss {r['final_val_loss']:.4f} at step "
@@ -87,7 +101,7 @@ def main():
                   f"{r['whole_val_loss']:.4f})", flush=True)
     text = sample(Path(args.out) / f"seed-{args.seeds[0]}", 300, seed=1)
     if args.json:
-        print(json.dumps(dict(runs=results, sample=text, cpu_count=os.cpu_count()), indent=2))
+        print(json.dumps(dict(runs=results, sample=text, cpu_count=os.cpu_count(), blas_core=core), indent=2))
         return
     if len(results) > 1:
         losses = [r["final_val_loss"] for r in results]

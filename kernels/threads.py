@@ -153,6 +153,12 @@ _BLAS_GETTERS = (
     "scipy_openblas_get_num_threads64_",
     "scipy_openblas_get_num_threads",
 )
+_BLAS_CORE_NAMES = (
+    "openblas_get_corename",
+    "openblas_get_corename64_",
+    "scipy_openblas_get_corename64_",
+    "scipy_openblas_get_corename",
+)
 
 
 def configure_threads(n=None, *, layer=None, blas=True):
@@ -310,6 +316,23 @@ def blas_threads():
         return None
     getter.restype = ctypes.c_int
     return getter()
+
+
+def blas_core():
+    """The kernel family NumPy's OpenBLAS runs ("Haswell", "SkylakeX", "Zen", ...), or None without OpenBLAS.
+
+    OpenBLAS chooses it from the processor when it loads, unless the
+    environment variable ``OPENBLAS_CORETYPE`` names one. Some machines set
+    that variable to an older family for the sake of old OpenBLAS builds; on
+    this project's AVX-512 machine it pins NumPy's OpenBLAS 0.3.31 to
+    "Haswell" (AVX2), where float32 products run at about half the speed of
+    its own choice, "SkylakeX" (``benchmarks/blas_env.py``).
+    """
+    _, getter = _blas_function(_BLAS_CORE_NAMES)
+    if getter is None:
+        return None
+    getter.restype = ctypes.c_char_p
+    return getter().decode()
 
 
 @contextmanager

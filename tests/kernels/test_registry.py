@@ -104,6 +104,23 @@ def test_blas_threads_at_most_limits_the_count_inside_and_restores_it_after():
         set_blas_threads(before)
 
 
+def test_blas_core_names_the_kernel_family_that_openblas_chose():
+    import platform
+
+    from tinylm.kernels.threads import blas_core, blas_threads
+
+    if blas_threads() is None:
+        pytest.skip("NumPy here does not use OpenBLAS")
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        pytest.skip("Haswell is an x86-64 kernel family")
+    code = "from tinylm.kernels.threads import blas_core; print(blas_core())"
+    pinned = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            env=dict(os.environ, OPENBLAS_CORETYPE="Haswell"))
+    assert pinned.returncode == 0, pinned.stderr
+    assert pinned.stdout.strip() == "Haswell"  # NumPy's wheels pick the family at load (DYNAMIC_ARCH)
+    assert isinstance(blas_core(), str) and blas_core()
+
+
 def test_numba_cache_directory_is_per_version_of_the_kernel_sources(tmp_path):
     # Numba checks a cached kernel against its own file only; a directory named
     # by a hash of all kernel sources keeps a helper's change from being missed.
