@@ -51,6 +51,11 @@ class Block(nn.Module):
         return x + self.c_proj(F.gelu(self.c_fc(self.ln_2(x))))
 
 
+def _normal_init(module):
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, std=0.02)
+
+
 class GPT(nn.Module):
     def __init__(self, vocab_size, block_size, n_layer, n_head, n_embd):
         super().__init__()
@@ -61,10 +66,14 @@ class GPT(nn.Module):
         self.ln_f = nn.LayerNorm(n_embd, bias=False)
         self.lm_head = nn.Linear(n_embd, vocab_size, bias=False)
         self.wte.weight = self.lm_head.weight
+        # nanoGPT's initialisation draw for draw, so that a seed gives nanoGPT's own initial weights
+        # (nanogpt_reference.py): each Linear and Embedding from N(0, 0.02) in apply()'s order, the
+        # tied matrix twice (as the embedding, then as the output layer), then the residual
+        # projections again with std 0.02 / sqrt(2 * n_layer).
+        self.apply(_normal_init)
         for name, p in self.named_parameters():
-            if p.dim() >= 2:
-                std = 0.02 / math.sqrt(2 * n_layer) if name.endswith("c_proj.weight") else 0.02
-                nn.init.normal_(p, std=std)
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, std=0.02 / math.sqrt(2 * n_layer))
 
     def forward(self, idx, targets=None, caches=None):
         start = caches[0]["k"].shape[2] if caches and "k" in caches[0] else 0
