@@ -73,6 +73,23 @@ def test_prefill_then_steps_give_the_full_forward_logits_in_float64(bias, batch,
                                    err_msg=f"after {fed} positions")
 
 
+@settings(max_examples=10)
+@given(data=st.data())
+def test_any_split_into_feeds_gives_the_full_forward_logits_in_float64(data):
+    """Several positions after stored ones go through the layers together (matrix products), one
+    position through the step kernel: every mix of the two must give the full forward's logits."""
+    block = 12
+    model = _model(_config(n_head=2, head_size=4, block=block, bias=True))
+    tokens = np.random.default_rng(3).integers(0, VOCAB, (2, block))
+    cuts = sorted(data.draw(st.sets(st.integers(1, block - 1), max_size=5)))
+    decoder = GPTDecoder(model)
+    for begin, end in zip([0] + cuts, cuts + [block]):
+        logits = backend.to_numpy(decoder.feed(tokens[:, begin:end]))
+        np.testing.assert_allclose(logits, _full_last_logits(model, tokens[:, :end]), rtol=1e-10, atol=1e-10,
+                                   err_msg=f"after feeding positions {begin}..{end - 1}")
+    assert len(decoder) == block
+
+
 @pytest.mark.parametrize("bias", [True, False])
 def test_float32_decoding_is_within_float32_rounding_of_the_float64_forward(bias):
     config = _config(n_head=4, head_size=4, block=16, bias=bias)

@@ -13,15 +13,22 @@ NumPy reference, Numba, CUDA), which does all the layers in one call::
     decoder.reset()                      # forget the stored positions (a new batch, or a restart)
 
 It computes what ``GPT.forward`` computes in eval mode (no dropout) for the
-last position, to rounding. A prompt of T tokens is fed one position at a
-time: with causal attention that is the same computation, and the kernel is
-fast enough that doing the T positions at once would save little.
+last position, to rounding. Several positions at once (a prompt, or the kept
+half of the context after a restart) go through the layers together instead,
+as matrix products over the T rows and the layer-norm, attention-softmax and
+GELU kernels: the same computation, since attention is causal. For the small
+GPT of ``benchmarks/compare.py``, 32 positions took 0.62 ms that way against
+1.72 ms in 32 kernel calls, and sampling 256 tokens, where each of six
+restarts re-reads 32 positions, 22.0 against 28.0 ms (medians, alternating
+in one process).
 
 The decoder takes a copy of the model's parameters when it is built, laid
 out for the kernel (matrices as (in, out), stacked over the layers): a
 change to the model afterwards is not seen. ``GPT.generate`` builds a new one
 on every call.
 """
+
+import math
 
 import numpy as np
 
@@ -59,7 +66,11 @@ class GPTDecoder:
             (_data(transformer.ln_f.weight), _data(transformer.ln_f.bias)), _common_eps(model),
         )  # fmt: skip
         self.approximate = transformer.h[0].mlp.gelu.approximate
-        self._step = kernel_for("gpt_decode_step", wte)  # looked up once: every array is on one device
+        # looked up once: every array is on one device
+        self._step = kernel_for("gpt_decode_step", wte)
+        self._layer_norm = kernel_for("layernorm_forward", wte)
+        self._softmax = kernel_for("attention_softmax_forward", wte)
+        self._gelu = kernel_for("gelu_forward", wte)
         self._keys = self._values = None  # (L, B, nh, block_size, hs), from the first feed
         self.length = 0
 
@@ -118,12 +129,41 @@ class GPTDecoder:
         batch, length = idx.shape
         if self.length == 0:
             self._storage_for(batch)
-        for t in range(length):
-            tokens = self.xp.asarray(np.ascontiguousarray(idx[:, t]))
+        if length > 1:
+            logits = self._feed_together(self.xp.asarray(idx))
+        else:
+            tokens = self.xp.asarray(np.ascontiguousarray(idx[:, 0]))
             logits = self._step(tokens, self.length, self.weights, self._keys, self._values, self.n_head,
                                 self.approximate)  # fmt: skip
-            self.length += 1
+        self.length += length
         return logits
+
+    def _feed_together(self, idx):
+        """The T positions of ``idx`` (B, T) after the ``self.length`` stored, through every layer at
+        once (rows are (batch, position) pairs) -> logits of the last one, (B, vocab)."""
+        w, xp = self.weights, self.xp
+        batch, length = idx.shape
+        start, stop = self.length, self.length + idx.shape[1]
+        width, n_head, head = w.wte.shape[1], self.n_head, self.head_size
+
+        def heads(rows):  # (B*T, C) -> (B, nh, T, hs)
+            return rows.reshape(batch, length, n_head, head).transpose(0, 2, 1, 3)
+
+        x = (w.wte[idx] + w.wpe[start:stop]).reshape(batch * length, width)
+        for layer in range(self.n_layer):
+            ln_1_w, ln_1_b, ln_2_w, ln_2_b = w.norms[layer]
+            qkv = self._layer_norm(x, ln_1_w, ln_1_b, w.eps)[0] @ w.attn_w[layer] + w.attn_b[layer]
+            self._keys[layer, :, :, start:stop] = heads(qkv[:, width : 2 * width])
+            self._values[layer, :, :, start:stop] = heads(qkv[:, 2 * width :])
+            keys, values = self._keys[layer, :, :, :stop], self._values[layer, :, :, :stop]  # (B, nh, S, hs)
+            scores = heads(qkv[:, :width]) @ keys.transpose(0, 1, 3, 2)  # (B, nh, T, S)
+            probs = self._softmax(scores, 1.0 / math.sqrt(head), True)  # queries at the last T keys
+            y = (probs @ values).transpose(0, 2, 1, 3).reshape(batch * length, width)
+            x = x + (y @ w.proj_w[layer] + w.proj_b[layer])
+            hidden = self._layer_norm(x, ln_2_w, ln_2_b, w.eps)[0] @ w.fc_w[layer] + w.fc_b[layer]
+            x = x + (self._gelu(hidden, self.approximate) @ w.mlp_proj_w[layer] + w.mlp_proj_b[layer])
+        last = xp.ascontiguousarray(x.reshape(batch, length, width)[:, -1])
+        return self._layer_norm(last, w.final_norm[0], w.final_norm[1], w.eps)[0] @ w.wte.T
 
 
 def _data(parameter):
