@@ -161,9 +161,8 @@ def run_worker(args):
 
 def measure(side, config, args):
     """Run one worker process; returns its dict of figures."""
-    # BLAS reads these when it loads, before any call could set them
-    threads = {variable: str(args.threads) for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-    env = blas_env.child_environment(args.machine_blas, **threads)
+    variables = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")  # read when BLAS loads, before any call
+    env = blas_env.child_environment(args.machine_blas, **{variable: str(args.threads) for variable in variables})
     command = [sys.executable, __file__, "--worker", side, "--config", config, "--steps", str(args.steps),
                "--warmup", str(args.warmup), "--threads", str(args.threads)]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, env=env)

@@ -1,4 +1,4 @@
-"""Incremental decoding for ``GPT`` with a key/value cache, one fused kernel call per position.
+"""Incremental decoding for ``GPT`` with a key/value cache, one fused kernel call per new position.
 
 ``GPT.forward`` with key/value caches computes the right thing for one new
 token, but it goes through some 80 Tensor ops per token, and at the sizes of
@@ -143,7 +143,7 @@ class GPTDecoder:
         once (rows are (batch, position) pairs) -> logits of the last one, (B, vocab)."""
         w, xp = self.weights, self.xp
         batch, length = idx.shape
-        start, stop = self.length, self.length + idx.shape[1]
+        start, stop = self.length, self.length + length
         width, n_head, head = w.wte.shape[1], self.n_head, self.head_size
 
         def heads(rows):  # (B*T, C) -> (B, nh, T, hs)
