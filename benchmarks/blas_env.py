@@ -35,6 +35,11 @@ def child_environment(machine_blas, **overrides):
     return env
 
 
-def pinned_by_machine():
-    """'OPENBLAS_CORETYPE=Haswell' (and the L2 size) as set here, or '' where nothing is pinned."""
-    return " ".join(f"{k}={os.environ[k]}" for k in PINNING_VARIABLES if k in os.environ)
+def describe(core, machine_blas):
+    """The line that says which kernels ran: 'OpenBLAS kernels SkylakeX (this machine's
+    OPENBLAS_CORETYPE=Haswell ... left out)', given ``blas_core()``'s answer in the timed runs."""
+    if core is None:
+        return "no OpenBLAS"
+    pinned = " ".join(f"{k}={os.environ[k]}" for k in PINNING_VARIABLES if k in os.environ)
+    kept = f" (this machine's {pinned} {'kept' if machine_blas else 'left out'})" if pinned else ""
+    return f"OpenBLAS kernels {core}{kept}"

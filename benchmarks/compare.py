@@ -233,12 +233,8 @@ def _cell(value, fmt, width):
 
 def print_table(rows, threads, gflops, machine_blas):
     small, large, core = gflops
-    pinned = blas_env.pinned_by_machine()
-    kernels = f"OpenBLAS kernels {core}" if core else "no OpenBLAS"
-    if core and pinned:
-        kernels += f" (this machine's {pinned} {'kept' if machine_blas else 'left out'})"
-    print(f"threads = {threads}; {kernels}; NumPy float32 matmul: {small:.0f} GFLOP/s at 768x128x512, "
-          f"{large:.0f} GFLOP/s at 1024^3")  # fmt: skip
+    print(f"threads = {threads}; {blas_env.describe(core, machine_blas)}; NumPy float32 matmul: "
+          f"{small:.0f} GFLOP/s at 768x128x512, {large:.0f} GFLOP/s at 1024^3")  # fmt: skip
     header = (f"{'config':<28}{'tinylm ms':>10}{'torch ms':>10}{'tinylm tok/s':>14}{'torch tok/s':>13}"
               f"{'speed ratio':>12}{'GFLOP/s':>9}{'RSS MB':>8}{'torch RSS':>10}{'RSS ratio':>10}")  # fmt: skip
     print(header)

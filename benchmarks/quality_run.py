@@ -87,11 +87,9 @@ def main():
     env = blas_env.child_environment(args.machine_blas)
     probe = "from tinylm.kernels.threads import blas_core; print(blas_core())"
     core = subprocess.run([sys.executable, "-c", probe], env=env, check=True, capture_output=True, text=True)
-    core = core.stdout.strip()
+    core = None if core.stdout.strip() == "None" else core.stdout.strip()
     if not args.json:
-        pinned = blas_env.pinned_by_machine()
-        kept = f" (this machine's {pinned} {'kept' if args.machine_blas else 'left out'})" if pinned else ""
-        print(f"OpenBLAS kernels {core}{kept}", flush=True)
+        print(blas_env.describe(core, args.machine_blas), flush=True)
 
     results = []
     for seed in args.seeds:
