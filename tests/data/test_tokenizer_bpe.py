@@ -1,8 +1,10 @@
 """BPETokenizer: round trips on all of Unicode, training and encoding checked
 against plain reference implementations written here, special tokens."""
 
+import json
 import random
 import re
+import time
 from collections import Counter
 
 import pytest
@@ -10,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tinylm.data import BPETokenizer
-from tinylm.data.tokenizers import GPT2_SPLIT_PATTERN
+from tinylm.data.tokenizers import GPT2_SPLIT_PATTERN, SPLIT_RULES, TokenizerFileError, load_tokenizer
 from tinylm.data.tokenizers import bpe as bpe_module
 
 MIXED_CORPUS = (
@@ -93,10 +95,13 @@ small_texts = st.text(alphabet=st.sampled_from(list("aaabbc  '\n1é中😀s_")),
 # ---- pre-split ----------------------------------------------------------------------
 
 
-@given(st.text())
+@pytest.mark.parametrize("name", sorted(SPLIT_RULES))
+@given(text=st.text())
 @settings(max_examples=200)
-def test_pre_split_covers_every_character(text):
-    assert "".join(re.findall(GPT2_SPLIT_PATTERN, text)) == text
+def test_every_pre_split_rule_covers_every_character(name, text):
+    # encode relies on this instead of checking every text it splits
+    assert re.compile(SPLIT_RULES[name]).groups == 0  # findall would return the groups
+    assert "".join(re.findall(SPLIT_RULES[name], text)) == text
 
 
 def test_pre_split_follows_gpt2_rules():
@@ -241,15 +246,66 @@ def test_encoding_with_a_full_cache_gives_the_same_ids(mixed, monkeypatch):
     assert len(fresh._cache) <= 3
 
 
-def test_pattern_that_skips_characters_is_an_error():
-    tok = BPETokenizer(pattern=r"\w+")
-    with pytest.raises(ValueError, match="skips characters"):
-        tok.encode("a b")
+# ---- pre-split rules are named, never read from a file -----------------------------
+
+# Backtracks exponentially: encoding 21 characters with it took a minute.
+CATASTROPHIC_PATTERN = r"(?:(?:a|aa)+)+c|[\s\S]"
 
 
-def test_pattern_with_capturing_groups_is_rejected():
-    with pytest.raises(ValueError, match=r"capturing groups; write them as \(\?:"):
-        BPETokenizer(pattern=r"(\w)+|\W")
+def test_the_split_rule_is_chosen_by_name_and_saved_by_name(mixed, tmp_path):
+    assert mixed.split == "gpt2" and mixed.pattern == GPT2_SPLIT_PATTERN
+    assert BPETokenizer.train("ab ab", 257, split="gpt2").merges == [(97, 98)]
+    path = tmp_path / "bpe.json"
+    mixed.save(path)
+    fields = json.loads(path.read_text())
+    assert fields["split"] == "gpt2" and "pattern" not in fields
+
+
+@pytest.mark.parametrize("split", ["gpt4", GPT2_SPLIT_PATTERN, None, 2])
+def test_an_unknown_split_rule_is_refused_naming_the_known_ones(split):
+    with pytest.raises(ValueError, match=r"unknown pre-split rule .*expected one of 'gpt2'"):
+        BPETokenizer(split=split)
+    with pytest.raises(ValueError, match=r"unknown pre-split rule"):
+        BPETokenizer.train("abc", 260, split=split)
+
+
+def test_the_pattern_argument_is_gone():
+    with pytest.raises(TypeError, match="pattern"):
+        BPETokenizer(pattern=GPT2_SPLIT_PATTERN)
+
+
+def _bpe_file(tmp_path, **split_fields):
+    path = tmp_path / "bpe.json"
+    fields = {"type": "bpe", "version": 1, **split_fields, "merges": [[97, 98]], "special_tokens": {"<s>": 257}}
+    path.write_text(json.dumps(fields))
+    return path
+
+
+def test_a_file_with_the_gpt2_pattern_written_by_earlier_versions_still_loads(tmp_path):
+    loaded = load_tokenizer(_bpe_file(tmp_path, pattern=GPT2_SPLIT_PATTERN))
+    assert loaded.split == "gpt2"
+    assert loaded.encode("abab cab") == [256, 256, 32, 99, 256]
+    assert loaded.to_dict()["split"] == "gpt2"
+
+
+@pytest.mark.parametrize(
+    "split_fields, match",
+    [
+        ({"pattern": CATASTROPHIC_PATTERN}, r"'pattern' holds a pre-split regular expression .*runs no regular"),
+        ({"pattern": GPT2_SPLIT_PATTERN + "|x"}, r"not one of tinylm's rules"),
+        ({"split": "gpt4"}, r"unknown pre-split rule 'gpt4': expected one of 'gpt2'"),
+        ({"split": 3}, r"field 'split' must be the name of a pre-split rule"),
+        ({"split": "gpt2", "pattern": GPT2_SPLIT_PATTERN}, r"'split' and 'pattern' are both present"),
+        ({}, r"missing field 'split'"),
+    ],
+)
+def test_a_file_naming_no_known_split_rule_is_refused_at_once(tmp_path, split_fields, match):
+    path = _bpe_file(tmp_path, **split_fields)
+    start = time.perf_counter()
+    with pytest.raises(TokenizerFileError, match=match) as info:
+        load_tokenizer(path)
+    assert "bpe.json" in str(info.value)
+    assert time.perf_counter() - start < 1.0  # refused before any text meets the pattern
 
 
 # ---- special tokens -----------------------------------------------------------------

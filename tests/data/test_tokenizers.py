@@ -83,16 +83,16 @@ def test_load_missing_file_names_it(tmp_path):
         ('{"merges": []}', 'expected a JSON object with a string "type"'),
         ('{"type": "sentencepiece", "version": 1}', "unknown tokenizer type 'sentencepiece'"),
         ('{"type": "bpe", "version": 2}', "format version 2, expected version 1"),
-        ('{"type": "bpe", "version": 1, "pattern": "x"}', "missing field 'merges'"),
+        ('{"type": "bpe", "version": 1, "split": "gpt2"}', "missing field 'merges'"),
         (
-            '{"type": "bpe", "version": 1, "pattern": " ", "merges": [[1, 300]], "special_tokens": {}}',
+            '{"type": "bpe", "version": 1, "split": "gpt2", "merges": [[1, 300]], "special_tokens": {}}',
             r"merge 0 \[1, 300\] uses a token id outside \[0, 256\)",
         ),
         (
-            '{"type": "bpe", "version": 1, "pattern": " ", "merges": [], "special_tokens": {"<s>": 5}}',
+            '{"type": "bpe", "version": 1, "split": "gpt2", "merges": [], "special_tokens": {"<s>": 5}}',
             r"expected \[256\]",
         ),
-        ('{"type": "bpe", "version": 1, "pattern": "(", "merges": [], "special_tokens": {}}', "not a valid regular"),
+        ('{"type": "bpe", "version": 1, "pattern": "(", "merges": [], "special_tokens": {}}', "runs no regular"),
         ('{"type": "char", "version": 1, "chars": "abc"}', "field 'chars' must be a list"),
         ('{"type": "word", "version": 1, "words": [], "special_tokens": ["<pad>"], '
          '"unk_token": "<unk>", "lowercase": false}', "unk_token '<unk>'"),

@@ -2,7 +2,8 @@
 
 - ``CharTokenizer``: one token per character (nanoGPT's shakespeare_char).
 - ``WordTokenizer``: words and punctuation, frequency-ranked, with ``<unk>``.
-- ``BPETokenizer``: byte-level byte-pair encoding, as GPT-2.
+- ``BPETokenizer``: byte-level byte-pair encoding, as GPT-2, pre-splitting text by a
+  named rule of ``SPLIT_RULES``.
 
 Each has ``encode(text) -> list[int]``, ``decode(ids) -> str``, ``vocab_size``,
 ``save(path)`` and the classmethod ``load(path)``; ``load_tokenizer(path)``
@@ -17,7 +18,7 @@ from tinylm.data.tokenizers.base import (
     load_tokenizer,
     tokenizer_from_payload,
 )
-from tinylm.data.tokenizers.bpe import GPT2_SPLIT_PATTERN, BPETokenizer
+from tinylm.data.tokenizers.bpe import GPT2_SPLIT_PATTERN, SPLIT_RULES, BPETokenizer
 from tinylm.data.tokenizers.char import CharTokenizer
 from tinylm.data.tokenizers.word import WORD_PATTERN, WordTokenizer, join_words
 
@@ -25,6 +26,7 @@ __all__ = [
     "BPETokenizer",
     "CharTokenizer",
     "GPT2_SPLIT_PATTERN",
+    "SPLIT_RULES",
     "TokenIdError",
     "Tokenizer",
     "TokenizerFileError",

@@ -6,9 +6,12 @@ tokens ``(a, b)`` into the new token ``256 + i``. Special tokens (such as
 ``<|endoftext|>``) take the ids after the merged tokens; they are never split
 or merged.
 
-Before any merge, text is pre-split into chunks by a regular expression like
-GPT-2's (``GPT2_SPLIT_PATTERN``), and pairs are only ever formed inside a
-chunk, so no token spans a word boundary.
+Before any merge, text is pre-split into chunks by a named rule (``split``;
+``SPLIT_RULES`` maps each name to its regular expression; ``"gpt2"``, the
+default, approximates GPT-2's), and pairs are only ever formed inside a chunk,
+so no token spans a word boundary. A tokenizer file stores the rule's name,
+never a regular expression: a pattern read from a file could be written to
+backtrack for minutes on a short text, so only the rules written here run.
 
 Round trip: ``decode(encode(s)) == s`` for every ``str`` that is valid Unicode.
 A string holding a lone surrogate (``"\\ud800"``) has no UTF-8 encoding and is
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import operator
 import re
+import types
 from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any
@@ -34,6 +38,7 @@ from tinylm.data.tokenizers.base import (
     split_on_special,
 )
 from tinylm.data.tokenizers.bpe_training import Pair, learn_merges, merge_pair
+from tinylm.errors import DataError
 
 # GPT-2's pattern is
 #   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
@@ -53,6 +58,13 @@ GPT2_SPLIT_PATTERN = (
     r"|\s+(?!\S)"
     r"|\s+"
 )
+
+# The pre-split rules a tokenizer may name. Each is written here, not read from a
+# file, and each must cover any text with its matches and hold no capturing group
+# (tests/data/test_tokenizer_bpe.py checks both for every rule).
+SPLIT_RULES = types.MappingProxyType({"gpt2": GPT2_SPLIT_PATTERN})
+DEFAULT_SPLIT = "gpt2"
+_SPLIT_REGEXES = {name: re.compile(pattern) for name, pattern in SPLIT_RULES.items()}
 
 NUM_BYTES = 256
 _CACHE_LIMIT = 1 << 17  # chunks remembered by encode; the cache is emptied when full
@@ -77,26 +89,22 @@ class BPETokenizer(Tokenizer):
         merges: Sequence[Pair] = (),
         *,
         special_tokens: Sequence[str] = (),
-        pattern: str = GPT2_SPLIT_PATTERN,
+        split: str = DEFAULT_SPLIT,
     ):
         """
         Args:
             merges: ``merges[i] = (a, b)`` makes token ``256 + i``; ``a`` and
                 ``b`` must be earlier tokens (``< 256 + i``).
             special_tokens: strings that each get one id, after the merges.
-            pattern: the pre-split regular expression; its matches must cover
-                any text (``encode`` checks this).
+            split: the name of the pre-split rule, a key of ``SPLIT_RULES``.
+
+        Raises:
+            ValueError: bad merges or special tokens, or an unknown ``split``.
         """
         self._merges = _check_merges(merges)
         self._special_tokens = check_special_tokens(special_tokens)
-        self._pattern = pattern
-        try:
-            self._split_regex = re.compile(pattern)
-        except (re.error, TypeError) as err:
-            raise ValueError(f"pattern {pattern!r} is not a valid regular expression: {err}") from err
-        if self._split_regex.groups:
-            # re.findall would return the groups, not the chunks.
-            raise ValueError(f"pattern {pattern!r} has capturing groups; write them as (?:...)")
+        self._split = check_split(split)
+        self._split_regex = _SPLIT_REGEXES[self._split]
         self._ranks = {pair: rank for rank, pair in enumerate(self._merges)}
         first_special = NUM_BYTES + len(self._merges)
         self._special_ids = {token: first_special + i for i, token in enumerate(self._special_tokens)}
@@ -113,7 +121,7 @@ class BPETokenizer(Tokenizer):
         vocab_size: int,
         *,
         special_tokens: Sequence[str] = (),
-        pattern: str = GPT2_SPLIT_PATTERN,
+        split: str = DEFAULT_SPLIT,
     ) -> BPETokenizer:
         """Learn ``vocab_size - 256 - len(special_tokens)`` merges from ``text``.
 
@@ -122,21 +130,32 @@ class BPETokenizer(Tokenizer):
         are merged smallest pair of ids first, so training is reproducible. If
         the text runs out of pairs first, fewer merges are learned and
         ``vocab_size`` comes out smaller than asked.
+
+        Raises:
+            DataError (a ``ValueError``): ``vocab_size`` is below the smallest
+                vocabulary, ``min_vocab_size(len(special_tokens))``.
         """
         special_tokens = check_special_tokens(special_tokens)
-        num_merges = operator.index(vocab_size) - NUM_BYTES - len(special_tokens)
-        if num_merges < 0:
-            raise ValueError(
-                f"vocab_size {vocab_size} is too small: expected at least {NUM_BYTES} byte tokens "
-                f"+ {len(special_tokens)} special tokens = {NUM_BYTES + len(special_tokens)}"
+        smallest = cls.min_vocab_size(len(special_tokens))
+        vocab_size = operator.index(vocab_size)
+        if vocab_size < smallest:
+            raise DataError(
+                f"vocab_size {vocab_size} is too small for a byte-level BPE tokenizer: expected at least "
+                f"{smallest} ({NUM_BYTES} byte tokens + {len(special_tokens)} special tokens)"
             )
-        untrained = cls(special_tokens=special_tokens, pattern=pattern)
+        num_merges = vocab_size - smallest
+        untrained = cls(special_tokens=special_tokens, split=split)
         chunk_counts: Counter[str] = Counter()
         for piece in split_on_special(text, frozenset(special_tokens))[::2]:
             chunk_counts.update(untrained._split_chunks(piece))
         byte_counts = {untrained._chunk_bytes(chunk, text): n for chunk, n in chunk_counts.items()}
         merges = learn_merges(byte_counts, num_merges, first_id=NUM_BYTES)
-        return cls(merges, special_tokens=special_tokens, pattern=pattern)
+        return cls(merges, special_tokens=special_tokens, split=split)
+
+    @staticmethod
+    def min_vocab_size(n_special_tokens: int = 0) -> int:
+        """The smallest vocabulary ``train`` accepts: every byte plus the special tokens."""
+        return NUM_BYTES + n_special_tokens
 
     @property
     def vocab_size(self) -> int:
@@ -153,8 +172,14 @@ class BPETokenizer(Tokenizer):
         return dict(self._special_ids)
 
     @property
+    def split(self) -> str:
+        """The name of the pre-split rule (a key of ``SPLIT_RULES``)."""
+        return self._split
+
+    @property
     def pattern(self) -> str:
-        return self._pattern
+        """The regular expression of the pre-split rule (read-only; set ``split`` to choose one)."""
+        return SPLIT_RULES[self._split]
 
     def id_to_bytes(self, token_id: int) -> bytes:
         """The bytes token ``token_id`` stands for (a special token's in UTF-8).
@@ -203,14 +228,9 @@ class BPETokenizer(Tokenizer):
         return data.decode("utf-8", errors="replace")
 
     def _split_chunks(self, text: str) -> list[str]:
-        """The pre-split of ``text``, checked to cover every character."""
-        chunks = self._split_regex.findall(text)
-        if sum(map(len, chunks)) != len(text):
-            raise ValueError(
-                f"the pre-split pattern {self._pattern!r} skips characters of the text; "
-                f"expected its matches to cover the whole text"
-            )
-        return chunks
+        """The pre-split of ``text``: chunks that concatenate back to ``text`` (every rule
+        in ``SPLIT_RULES`` covers any text; the tests check it)."""
+        return self._split_regex.findall(text)
 
     @staticmethod
     def _chunk_bytes(chunk: str, text: str) -> bytes:
@@ -238,7 +258,7 @@ class BPETokenizer(Tokenizer):
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "pattern": self._pattern,
+            "split": self._split,
             "merges": [list(pair) for pair in self._merges],
             "special_tokens": dict(self._special_ids),
         }
@@ -254,11 +274,40 @@ class BPETokenizer(Tokenizer):
                 f"special token ids {sorted(specials.values())} do not follow the {len(merges)} merges; "
                 f"expected {expected_ids}"
             )
-        return cls(
-            merges,
-            special_tokens=sorted(specials, key=specials.__getitem__),
-            pattern=get_field(fields, "pattern", str, "a regular expression"),
-        )
+        return cls(merges, special_tokens=sorted(specials, key=specials.__getitem__), split=_split_of(fields))
+
+
+def check_split(split: str) -> str:
+    """``split``, checked to name a pre-split rule of ``SPLIT_RULES``."""
+    if not isinstance(split, str) or split not in SPLIT_RULES:
+        shown = repr(split) if isinstance(split, str) else f"{type(split).__name__} {split!r:.60}"
+        raise ValueError(f"unknown pre-split rule {shown}: expected one of {', '.join(map(repr, SPLIT_RULES))}")
+    return split
+
+
+def _split_of(fields: dict[str, Any]) -> str:
+    """The pre-split rule named by a tokenizer file's fields.
+
+    Files store ``"split": <name>``. Files written before the rules were named
+    store the regular expression itself as ``"pattern"``; such a file loads
+    only if its pattern is exactly one of ``SPLIT_RULES`` (as every file tinylm
+    wrote is), since running an arbitrary expression from a file could hang.
+    """
+    if "split" in fields:
+        if "pattern" in fields:
+            raise ValueError("fields 'split' and 'pattern' are both present; expected only 'split', a rule's name")
+        return check_split(get_field(fields, "split", str, f"the name of a pre-split rule ({', '.join(SPLIT_RULES)})"))
+    if "pattern" not in fields:
+        raise ValueError(f"missing field 'split' (the name of a pre-split rule: {', '.join(SPLIT_RULES)})")
+    pattern = fields["pattern"]
+    for name, known in SPLIT_RULES.items():
+        if pattern == known:
+            return name
+    raise ValueError(
+        f"field 'pattern' holds a pre-split regular expression {pattern!r:.80} that is not one of tinylm's "
+        f"rules; tinylm runs no regular expression read from a file, expected 'split' naming one of "
+        f"{', '.join(map(repr, SPLIT_RULES))}"
+    )
 
 
 def _check_merges(merges: Sequence[Pair]) -> tuple[Pair, ...]:
