@@ -9,9 +9,11 @@ from hypothesis import strategies as st
 
 import tinylm
 from tinylm.data import (
+    BPETokenizer,
     BUNDLED_CORPUS,
     DataLoader,
     SlidingWindows,
+    WordTokenizer,
     load_prepared,
     prepare,
     random_windows,
@@ -61,6 +63,31 @@ def test_prepare_rejects_bad_data_files(tmp_path, content, pattern):
         path.write_text(content)
     with pytest.raises(DataError, match=pattern):
         prepare(path, tmp_path / "out")
+
+
+@pytest.mark.parametrize(
+    "kind, vocab_size, pattern",
+    [
+        ("word", 2, r"--vocab-size 2 is too small for the word tokenizer: expected at least 3 \(the special tokens"),
+        ("word", 0, r"--vocab-size 0 is too small for the word tokenizer: expected at least 3"),
+        ("bpe", 255, r"--vocab-size 255 is too small for the bpe tokenizer: expected at least 256 \(one token for each"),
+        ("bpe", -1, r"--vocab-size -1 is too small .*at least 256"),
+        ("bpe", 300.0, r"--vocab-size must be a whole number, got float 300\.0"),
+    ],
+)
+def test_a_vocab_size_too_small_for_the_special_tokens_is_refused(text_file, tmp_path, kind, vocab_size, pattern):
+    with pytest.raises(DataError, match=pattern):
+        prepare(text_file, tmp_path / "out", tokenizer=kind, vocab_size=vocab_size)
+    assert not (tmp_path / "out").exists()  # refused before anything was written
+
+
+def test_tokenizer_training_refuses_a_vocabulary_without_room_for_its_special_tokens():
+    with pytest.raises(DataError, match=r"max_size 2 is too small .*expected at least 3 \(the 2 special tokens <pad>, <unk>"):
+        WordTokenizer.train("a b", max_size=2)
+    with pytest.raises(DataError, match=r"vocab_size 257 is too small .*at least 258 \(256 byte tokens \+ 2 special"):
+        BPETokenizer.train("a b", 257, special_tokens=["<s>", "</s>"])
+    assert WordTokenizer.train("a b a", max_size=3).tokens == ("<pad>", "<unk>", "a")
+    assert BPETokenizer.train("a b", 258, special_tokens=["<s>", "</s>"]).vocab_size == 258
 
 
 def test_a_truncated_token_file_is_detected(text_file, tmp_path):

@@ -7,6 +7,7 @@ otherwise), read back memory-mapped, so a corpus larger than memory still works.
 """
 
 import json
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,16 +37,29 @@ def read_text(path):
 
 
 def train_tokenizer(text, kind, vocab_size=None):
-    """A tokenizer of ``kind`` ("char", "word" or "bpe") trained on ``text``."""
-    if kind == "char":
-        return CharTokenizer.train(text)
+    """A tokenizer of ``kind`` ("char", "word" or "bpe") trained on ``text``.
+
+    ``vocab_size`` (word and bpe; None for ``DEFAULT_VOCAB_SIZE``) is checked
+    before any training: below the smallest vocabulary of ``kind`` (the special
+    tokens and one word; the 256 bytes) it is a DataError naming both sizes.
+    """
     if kind not in TOKENIZERS:
         raise DataError(f"unknown tokenizer {kind!r}: expected one of {', '.join(TOKENIZERS)}")
-    size = vocab_size or DEFAULT_VOCAB_SIZE[kind]
+    if kind == "char":
+        return CharTokenizer.train(text)
+    size = DEFAULT_VOCAB_SIZE[kind] if vocab_size is None else vocab_size
+    if isinstance(size, bool) or not isinstance(size, numbers.Integral):
+        raise DataError(f"--vocab-size must be a whole number, got {type(size).__name__} {size!r}")
+    if kind == "word":
+        smallest, what = WordTokenizer.min_vocab_size(), "the special tokens <pad>, <unk> and one word"
+    else:
+        smallest, what = BPETokenizer.min_vocab_size(), "one token for each of the 256 byte values"
+    if size < smallest:
+        raise DataError(
+            f"--vocab-size {size} is too small for the {kind} tokenizer: expected at least {smallest} ({what})"
+        )
     if kind == "word":
         return WordTokenizer.train(text, max_size=size)
-    if size < 256:
-        raise DataError(f"a byte-level BPE vocabulary has at least 256 tokens, got --vocab-size {size}")
     return BPETokenizer.train(text, size)
 
 

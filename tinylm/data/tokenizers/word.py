@@ -23,6 +23,7 @@ from tinylm.data.tokenizers.base import (
     resolve_allowed_special,
     split_on_special,
 )
+from tinylm.errors import DataError
 
 WORD_PATTERN = re.compile(r"\w+(?:['’]\w+)*|[^\w\s]")
 
@@ -130,7 +131,8 @@ class WordTokenizer(Tokenizer):
             texts: one text, or an iterable of texts (e.g. sentences).
             lowercase: lower-case before counting (and later before encoding).
             min_freq: keep only words seen at least this often.
-            max_size: the largest ``vocab_size``, special tokens included.
+            max_size: the largest ``vocab_size``, special tokens included; at
+                least ``min_vocab_size(len(special_tokens))``.
             special_tokens, unk_token: as for the constructor.
 
         Words are ranked by falling count, equal counts by the words' code-point
@@ -141,9 +143,11 @@ class WordTokenizer(Tokenizer):
         special_tokens = check_special_tokens(special_tokens)
         if min_freq < 1:
             raise ValueError(f"min_freq must be >= 1, got {min_freq}")
-        if max_size is not None and max_size < len(special_tokens):
-            raise ValueError(
-                f"max_size {max_size} cannot hold the {len(special_tokens)} special tokens {list(special_tokens)}"
+        smallest = cls.min_vocab_size(len(special_tokens))
+        if max_size is not None and max_size < smallest:
+            raise DataError(
+                f"max_size {max_size} is too small for a word tokenizer: expected at least {smallest} "
+                f"(the {len(special_tokens)} special tokens {', '.join(special_tokens)} and one word)"
             )
         if isinstance(texts, str):
             texts = [texts]
@@ -156,6 +160,12 @@ class WordTokenizer(Tokenizer):
         if max_size is not None:
             ranked = ranked[: max_size - len(special_tokens)]
         return cls(ranked, special_tokens=special_tokens, unk_token=unk_token, lowercase=lowercase)
+
+    @staticmethod
+    def min_vocab_size(n_special_tokens: int = len(DEFAULT_SPECIAL_TOKENS)) -> int:
+        """The smallest ``max_size`` ``train`` accepts: the special tokens and one word
+        (with none, every word would encode as ``<unk>``)."""
+        return n_special_tokens + 1
 
     @property
     def vocab_size(self) -> int:
