@@ -1,5 +1,6 @@
 """Encoding a text into token files, reading them back, and making batches of windows."""
 
+import importlib
 import json
 
 import numpy as np
@@ -11,6 +12,7 @@ import tinylm
 from tinylm.data import (
     BPETokenizer,
     BUNDLED_CORPUS,
+    CharTokenizer,
     DataLoader,
     SlidingWindows,
     WordTokenizer,
@@ -19,6 +21,9 @@ from tinylm.data import (
     random_windows,
 )
 from tinylm.errors import DataError
+
+# the module, which tinylm.data's function of the same name hides
+prepare_module = importlib.import_module("tinylm.data.prepare")
 
 TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n" * 20
 
@@ -98,6 +103,73 @@ def test_a_truncated_token_file_is_detected(text_file, tmp_path):
         load_prepared(tmp_path / "out")
     with pytest.raises(DataError, match="prepare it first"):
         load_prepared(tmp_path / "nowhere")
+
+
+@pytest.fixture
+def prepared_dir(text_file, tmp_path):
+    """A directory prepared with the character tokenizer (vocabulary of 27, uint16 ids)."""
+    prepare(text_file, tmp_path / "out")
+    return tmp_path / "out"
+
+
+def _edit_meta(directory, **changes):
+    meta = json.loads((directory / "meta.json").read_text())
+    meta.update(changes)
+    (directory / "meta.json").write_text(json.dumps(meta))
+
+
+def test_a_tokenizer_that_does_not_match_the_token_files_is_refused(prepared_dir):
+    CharTokenizer.train("abc").save(prepared_dir / "tokenizer.json")
+    with pytest.raises(DataError, match=r"tokenizer.json has a vocabulary of 3 tokens but .*meta.json says 27"):
+        load_prepared(prepared_dir)
+    (prepared_dir / "tokenizer.json").unlink()
+    with pytest.raises(DataError, match=r"tokenizer.json is missing"):
+        load_prepared(prepared_dir)
+
+
+@pytest.mark.parametrize(
+    "changes, pattern",
+    [
+        ({"vocab_size": 70_000}, r"dtype uint16, which cannot hold the ids of a vocabulary of 70000 .*expected uint32"),
+        ({"dtype": "float32"}, r"token dtype float32: expected one of uint16, uint32"),
+        ({"vocab_size": "27"}, r"vocab_size '27': expected a positive whole number"),
+        ({"vocab_size": None}, r"vocab_size None"),
+        ({"dtype": "uint32"}, r"train.bin holds 549 tokens but meta.json says 1098"),
+    ],
+)
+def test_metadata_that_does_not_match_the_token_files_is_refused(prepared_dir, changes, pattern):
+    _edit_meta(prepared_dir, **changes)
+    with pytest.raises(DataError, match=pattern):
+        load_prepared(prepared_dir)
+
+
+def test_a_token_file_of_an_odd_byte_length_is_refused(prepared_dir):
+    val = prepared_dir / "val.bin"
+    val.write_bytes(val.read_bytes() + b"\x00")
+    with pytest.raises(DataError, match=r"val.bin is \d+ bytes, not a whole number of uint16 ids \(2 bytes each\)"):
+        load_prepared(prepared_dir)
+
+
+@pytest.mark.parametrize("name, position, bad_id", [("train", 0, 27), ("train", 1000, 65535), ("val", 7, 28)])
+def test_an_id_beyond_the_vocabulary_is_refused_naming_file_id_and_position(prepared_dir, name, position, bad_id):
+    path = prepared_dir / f"{name}.bin"
+    ids = np.fromfile(path, dtype=np.uint16)
+    ids[position] = bad_id
+    ids[position + 3] = bad_id + 1 if bad_id < 65535 else 30  # a later bad id is not the one named
+    ids.tofile(path)
+    with pytest.raises(DataError, match=rf"{name}.bin holds token id {bad_id} at position {position}, .*0 <= id < 27"):
+        load_prepared(prepared_dir)
+
+
+def test_ids_are_checked_chunk_by_chunk(prepared_dir, monkeypatch):
+    monkeypatch.setattr(prepare_module, "_CHECK_CHUNK", 100)
+    load_prepared(prepared_dir)  # every chunk in range
+    path = prepared_dir / "train.bin"
+    ids = np.fromfile(path, dtype=np.uint16)
+    ids[250] = 40
+    ids.tofile(path)
+    with pytest.raises(DataError, match=r"token id 40 at position 250,"):
+        load_prepared(prepared_dir)
 
 
 def test_random_windows_are_input_and_next_token_target():
