@@ -1,16 +1,66 @@
-"""WordTokenizer: splitting, frequency ranking, specials, <unk>, lower-casing."""
+"""WordTokenizer: splitting, frequency ranking, specials, <unk>, lower-casing, CJK text."""
 
 import pytest
 
 from tinylm.data import WordTokenizer
-from tinylm.data.tokenizers import join_words
+from tinylm.data.tokenizers import join_tokens, join_words
 from tinylm.data.tokenizers.word import split_words
 
 
 def test_split_keeps_inner_apostrophes_and_separates_punctuation():
     assert split_words("Don't stop, l'homme!  Go.\n中文 ok") == [
-        "Don't", "stop", ",", "l'homme", "!", "Go", ".", "中文", "ok",
+        "Don't", "stop", ",", "l'homme", "!", "Go", ".", "中", "文", "ok",
     ]
+
+
+# Li Bai's "Quiet Night Thought"; the opening of Soseki's "I Am a Cat"; a sentence on
+# language models (simplified Chinese) and one with Katakana and full-width punctuation.
+CHINESE = "床前明月光，疑是地上霜。举头望明月，低头思故乡。"
+JAPANESE = "吾輩は猫である。名前はまだ無い。どこで生れたかとんと見当がつかぬ。"
+CHINESE_MODERN = "语言模型根据前面的文字预测下一个字：“今天天气很好”。"
+JAPANESE_KATAKANA = "「コンピューター」は、ｎ個のデータを処理する！（テスト）"
+CHINESE_DIALOGUE = "他说：“我不知道……”然后——列夫·托尔斯泰走了。"
+
+
+@pytest.mark.parametrize("text", [CHINESE, JAPANESE, CHINESE_MODERN, JAPANESE_KATAKANA, CHINESE_DIALOGUE])
+def test_chinese_and_japanese_split_into_characters_and_round_trip(text):
+    assert split_words(text) == [char for char in text]  # every character is a token
+    tok = WordTokenizer.train(text)
+    assert tok.decode(tok.encode(text)) == text
+    assert tok.detokenize(tok.encode(text)) == text
+    assert tok.vocab_size == 2 + len(set(text))
+
+
+def test_the_vocabulary_of_chinese_text_is_its_characters_by_frequency():
+    tok = WordTokenizer.train(CHINESE)
+    # the five characters seen twice, in code-point order, then those seen once
+    assert tok.tokens[2:7] == ("。", "头", "明", "月", "，") and len(tok.tokens) == 2 + 5 + 14
+    assert tok.encode("明月光") == [tok.token_to_id("明"), tok.token_to_id("月"), tok.token_to_id("光")]
+    assert tok.encode("明天") == [tok.token_to_id("明"), tok.unk_id]
+
+
+def test_cjk_text_mixed_with_other_scripts_gets_a_space_at_each_boundary():
+    text = "我用Python写了一个“GPT-2”模型，2024年训练。Hello 世界!"
+    assert split_words(text) == [
+        "我", "用", "Python", "写", "了", "一", "个", "“", "GPT", "-", "2", "”", "模", "型", "，",
+        "2024", "年", "训", "练", "。", "Hello", "世", "界", "!",
+    ]
+    tok = WordTokenizer.train(text)
+    assert tok.decode(tok.encode(text)) == "我用 Python 写了一个“ GPT - 2 ”模型，2024 年训练。Hello 世界 !"
+    assert tok.detokenize(tok.encode(text)) == "我用 Python 写了一个“GPT-2”模型，2024 年训练。Hello 世界!"
+
+
+def test_korean_keeps_its_space_separated_words():
+    text = "나는 한국어를 공부합니다."
+    assert split_words(text) == ["나는", "한국어를", "공부합니다", "."]
+    tok = WordTokenizer.train(text)
+    assert tok.detokenize(tok.encode(text)) == text
+
+
+def test_english_spacing_is_unchanged():
+    assert join_tokens(["Hi", ",", "you", "."]) == "Hi , you ."
+    assert join_tokens(["He", "said", "“", "hi", "”", "—", "“", "bye", "”"]) == "He said “ hi ” — “ bye ”"
+    assert join_tokens([]) == ""
 
 
 def test_vocabulary_ranks_by_frequency_then_code_point_order():

@@ -1,7 +1,8 @@
 """Tokenizers: text <-> lists of token ids.
 
 - ``CharTokenizer``: one token per character (nanoGPT's shakespeare_char).
-- ``WordTokenizer``: words and punctuation, frequency-ranked, with ``<unk>``.
+- ``WordTokenizer``: words and punctuation (Chinese and Japanese: characters),
+  frequency-ranked, with ``<unk>``.
 - ``BPETokenizer``: byte-level byte-pair encoding, as GPT-2, pre-splitting text by a
   named rule of ``SPLIT_RULES``.
 
@@ -20,10 +21,11 @@ from tinylm.data.tokenizers.base import (
 )
 from tinylm.data.tokenizers.bpe import GPT2_SPLIT_PATTERN, SPLIT_RULES, BPETokenizer
 from tinylm.data.tokenizers.char import CharTokenizer
-from tinylm.data.tokenizers.word import WORD_PATTERN, WordTokenizer, join_words
+from tinylm.data.tokenizers.word import CJK_CHARACTERS, WORD_PATTERN, WordTokenizer, join_tokens, join_words
 
 __all__ = [
     "BPETokenizer",
+    "CJK_CHARACTERS",
     "CharTokenizer",
     "GPT2_SPLIT_PATTERN",
     "SPLIT_RULES",
@@ -33,6 +35,7 @@ __all__ = [
     "UnknownCharacterError",
     "WORD_PATTERN",
     "WordTokenizer",
+    "join_tokens",
     "join_words",
     "load_tokenizer",
     "tokenizer_from_payload",

@@ -4,12 +4,29 @@ Splitting rule (``WORD_PATTERN``): a word is a run of letters, digits and
 underscores, which may hold inner apostrophes (``don't``, ``o'clock``,
 ``aujourd'hui``); every other non-space character (punctuation, symbols, a
 combining mark standing apart from its letter) is a token by itself; whitespace
-separates tokens and is dropped. Hence ``decode`` is lossy: it joins tokens
-with single spaces, and ``detokenize`` re-attaches punctuation by rule of thumb.
+separates tokens and is dropped.
+
+Chinese and Japanese are written without spaces between words, so the rule
+above would make a whole clause one "word" that never repeats. Their
+characters (``CJK_CHARACTERS``: Han ideographs, Hiragana, Katakana, Bopomofo,
+CJK and full-width punctuation, full-width letters and digits) are therefore
+each a token by itself, as in character-based Chinese language models: the
+vocabulary stays a few thousand characters and no word segmenter (a dictionary
+and a model of its own) is needed. Korean is the exception among the CJK
+scripts: it puts spaces between words, so a Hangul word stays one word, split
+like any space-separated script.
+
+``decode`` is lossy: it joins tokens with single spaces, except that no space
+goes between two CJK characters, beside CJK punctuation, or between a CJK
+character and the punctuation Chinese shares with English (“ ” ‘ ’ … — ·), so
+text in Chinese or Japanese alone comes back exactly (but for whitespace, which
+is dropped), and mixed text with a space at each boundary between CJK and other
+tokens. ``detokenize`` also re-attaches ASCII punctuation by rule of thumb.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
@@ -25,13 +42,42 @@ from tinylm.data.tokenizers.base import (
 )
 from tinylm.errors import DataError
 
-WORD_PATTERN = re.compile(r"\w+(?:['’]\w+)*|[^\w\s]")
+# Characters of scripts written without spaces between words, each a token by itself
+# (a regular-expression class body). The ideographic space U+3000 is left out: it is
+# whitespace, which separates tokens and is dropped.
+CJK_CHARACTERS = (
+    "\u3001-\u303f"  # CJK symbols and punctuation: 、。「」〜 and the marks 々〆〇
+    "\u3040-\u309f"  # Hiragana
+    "\u30a0-\u30ff"  # Katakana (with ー and ・)
+    "\u3100-\u312f\u31a0-\u31bf"  # Bopomofo
+    "\u31f0-\u31ff"  # Katakana phonetic extensions
+    "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"  # Han: extension A, unified, compatibility
+    "\ufe30-\ufe4f"  # CJK compatibility forms (vertical punctuation)
+    "\uff01-\uff60\uffe0-\uffe6"  # full-width punctuation, letters and digits
+    "\uff61-\uff9f"  # half-width Katakana and its punctuation
+    "\U00020000-\U0003134f"  # Han: extensions B to G
+)
+
+# A CJK character alone; a run of other word characters (with inner apostrophes);
+# any other non-space character alone.
+WORD_PATTERN = re.compile(
+    rf"[{CJK_CHARACTERS}]|[^\W{CJK_CHARACTERS}]+(?:['’][^\W{CJK_CHARACTERS}]+)*|[^\w\s]"
+)
+# Punctuation that Chinese and Japanese share with other scripts (quotation marks, the
+# ellipsis, the dash, the middle dot of transliterated names): written without spaces
+# beside CJK characters, with spaces elsewhere.
+_SHARED_PUNCTUATION = "“”‘’…—·"
+_CJK_OR_SHARED = re.compile(f"[{CJK_CHARACTERS}{_SHARED_PUNCTUATION}]")
+
+# What a token is, for spacing (see _spaced): not CJK, a CJK letter, CJK punctuation,
+# shared punctuation.
+_OTHER, _CJK_LETTER, _CJK_PUNCTUATION, _SHARED = 0, 1, 2, 3
 
 DEFAULT_SPECIAL_TOKENS = ("<pad>", "<unk>")
 
 # Rules of thumb for putting words back together (see join_words).
-_NO_SPACE_BEFORE = frozenset(".,;:!?)]}%…")
-_NO_SPACE_AFTER = frozenset("([{¿¡$")
+_NO_SPACE_BEFORE = frozenset(".,;:!?)]}%…”")
+_NO_SPACE_AFTER = frozenset("([{¿¡$“")
 _NO_SPACE_AROUND = frozenset("-/")
 _QUOTES = frozenset("\"'")
 
@@ -41,20 +87,70 @@ def split_words(text: str) -> list[str]:
     return WORD_PATTERN.findall(text)
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _cjk_kind(token: str) -> int:
+    """What ``token`` is for spacing: ``_CJK_LETTER``, ``_CJK_PUNCTUATION`` or ``_SHARED``
+    for a one-character token of those kinds, else ``_OTHER``."""
+    if len(token) != 1 or not _CJK_OR_SHARED.match(token):
+        return _OTHER
+    if token in _SHARED_PUNCTUATION:
+        return _SHARED
+    return _CJK_LETTER if token.isalnum() else _CJK_PUNCTUATION
+
+
+def _spaced(previous: str, token: str, after_cjk: bool) -> bool:
+    """Whether a space goes between two adjacent tokens: not between two CJK letters,
+    nor beside CJK punctuation (it is full-width: its spacing is built in), nor between
+    shared punctuation and CJK, nor between shared marks that follow CJK (``after_cjk``:
+    the last token that was not a shared mark was CJK, as in "道……”") or repeat ("——")."""
+    kinds = {_cjk_kind(previous), _cjk_kind(token)}
+    if _CJK_PUNCTUATION in kinds:
+        return False
+    if kinds == {_SHARED}:
+        return not after_cjk and previous != token
+    return _OTHER in kinds
+
+
+def _follows_cjk(token: str, after_cjk: bool) -> bool:
+    """``after_cjk`` for the token after ``token``, given ``after_cjk`` before it."""
+    kind = _cjk_kind(token)
+    return after_cjk if kind == _SHARED else kind != _OTHER
+
+
+def join_tokens(tokens: Iterable[str]) -> str:
+    """Tokens joined by single spaces, except between CJK characters and beside CJK
+    punctuation: ``join_tokens(["我", "爱", "Python", "。"]) == "我爱 Python。"``."""
+    tokens = list(tokens)
+    if not _CJK_OR_SHARED.search("".join(tokens)):  # one fast scan spares the loop below
+        return " ".join(tokens)
+    pieces: list[str] = []
+    previous, after_cjk = None, False
+    for token in tokens:
+        if previous is not None and _spaced(previous, token, after_cjk):
+            pieces.append(" ")
+        pieces.append(token)
+        previous, after_cjk = token, _follows_cjk(token, after_cjk)
+    return "".join(pieces)
+
+
 def join_words(words: Iterable[str]) -> str:
     """Words back into readable text: a space between words, none before closing
-    punctuation (``. , ; : ! ? ) ] } %``), after opening brackets (``( [ { ¿ ¡ $``)
-    or around ``-`` and ``/``; a straight quote opens (glued to the next word) and
-    then closes (glued to the previous one), alternately.
+    punctuation (``. , ; : ! ? ) ] } % … ”``), after opening ones (``( [ { ¿ ¡ $ “``),
+    around ``-`` and ``/``, between CJK characters or beside CJK punctuation; a
+    straight quote opens (glued to the next word) and then closes (glued to the
+    previous one), alternately.
 
     ``join_words(["he", "said", ",", '"', "hi", '"', "."]) == 'he said, "hi".'``
     """
     pieces: list[str] = []
     open_quotes: set[str] = set()
     glue_next = True  # no space before the first word
+    previous, after_cjk = None, False
     for word in words:
         glue_this = glue_next or word in _NO_SPACE_BEFORE or word in _NO_SPACE_AROUND
+        glue_this = glue_this or (previous is not None and not _spaced(previous, word, after_cjk))
         glue_next = word in _NO_SPACE_AFTER or word in _NO_SPACE_AROUND
+        previous, after_cjk = word, _follows_cjk(word, after_cjk)
         if word in _QUOTES:
             if word in open_quotes:
                 open_quotes.remove(word)
@@ -222,12 +318,15 @@ class WordTokenizer(Tokenizer):
         return ids
 
     def decode(self, ids: Iterable[int]) -> str:
-        """The tokens of ``ids`` joined by single spaces.
+        """The tokens of ``ids`` joined by single spaces, but with none between CJK
+        characters or beside CJK punctuation (``join_tokens``).
 
         Lossy: the original spacing is gone (``"Hi, you."`` comes back as
-        ``"Hi , you ."``), as is case if lower-casing; see ``detokenize``.
+        ``"Hi , you ."``, ``"我用Python。"`` as ``"我用 Python。"``), as is case if
+        lower-casing; see ``detokenize``. Chinese or Japanese text alone comes back
+        as it was, but for whitespace (which is dropped) and unknown words.
         """
-        return " ".join(self.ids_to_tokens(ids))
+        return join_tokens(self.ids_to_tokens(ids))
 
     def detokenize(self, ids: Iterable[int]) -> str:
         """Like ``decode`` but with punctuation re-attached by ``join_words``."""
