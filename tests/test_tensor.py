@@ -29,6 +29,41 @@ def test_tensor_infers_dtypes_as_pytorch(data, dtype):
     np.testing.assert_array_equal(t.numpy(), np.asarray(data))
 
 
+@pytest.mark.parametrize(
+    "data, expected",
+    [
+        (range(3), np.array([0, 1, 2])),
+        (1 + 2j, np.array(1 + 2j)),
+        ((True, 2), np.array([1, 2])),
+        ([tinylm.ones(2), tinylm.zeros(2)], np.array([[1.0, 1.0], [0.0, 0.0]], dtype=np.float32)),
+        ([], np.zeros(0, dtype=np.float32)),
+    ],
+)
+def test_tensor_accepts_every_numeric_kind(data, expected):
+    t = tinylm.tensor(data)
+    assert t.dtype == expected.dtype
+    np.testing.assert_array_equal(t.numpy(), expected)
+
+
+@pytest.mark.parametrize(
+    "index, numpy_index",
+    [
+        ([], np.zeros(0, dtype=int)),  # selects nothing, as in PyTorch (NumPy calls [] a float index)
+        ([True, False, True, False], [True, False, True, False]),
+        (np.True_, np.True_),
+        ((Ellipsis, [0, 2]), (Ellipsis, [0, 2])),
+        ((None, slice(1, 3)), (None, slice(1, 3))),
+        (np.array([3, 0], dtype=np.uint8), [3, 0]),
+        (tinylm.tensor([[1], [2]]), [[1], [2]]),
+    ],
+)
+def test_every_accepted_index_kind_still_indexes(index, numpy_index):
+    t = tinylm.arange(12).reshape(4, 3)
+    expected = t.numpy()[numpy_index]
+    assert t[index].shape == expected.shape
+    np.testing.assert_array_equal(t[index].numpy(), expected)
+
+
 def test_tensor_copies_its_data():
     source = np.zeros(3)
     t = tinylm.tensor(source)

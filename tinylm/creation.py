@@ -5,7 +5,13 @@ import numpy as np
 from tinylm import backend, random
 from tinylm.tensor import Tensor
 
-_PYTHON_DATA = (list, tuple, bool, int, float)
+_PYTHON_NUMBERS = (bool, int, float, complex)
+_PYTHON_DATA = (list, tuple, range) + _PYTHON_NUMBERS
+_NUMERIC_KINDS = "biufc"  # bool, signed and unsigned integers, floating point, complex
+_ACCEPTED = (
+    "numbers or bools, (nested, rectangular) lists or tuples of them, "
+    "NumPy or CuPy arrays of numbers or bools, or Tensors"
+)
 
 
 def _resolve(dtype, device):
@@ -23,6 +29,13 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
 
     Without ``dtype``: Python floats give float32, Python ints int64 and bools
     bool; an array keeps its own dtype.
+
+    Raises:
+        TypeError: ``data`` is not numeric (a string, None, a dict, an object, an
+            array of strings or objects, or a list holding any of these); the
+            message names what was given and where in the nesting.
+        ValueError: nested lists of different lengths (ragged), which make no
+            rectangular array.
     """
     dtype = None if dtype is None else np.dtype(dtype)
     if isinstance(data, Tensor):
@@ -30,19 +43,92 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
     if isinstance(data, np.generic):  # before the Python types: np.float64 subclasses float
         array = np.asarray(data)
     elif isinstance(data, _PYTHON_DATA):
-        array = np.array(data)
+        array = _array_from_python(data)
         if dtype is None and array.dtype.kind == "f":
             dtype = backend.DEFAULT_FLOAT
-        elif dtype is None and array.dtype.kind == "O":
-            raise TypeError("tensor: data must be numbers or (nested, rectangular) lists of numbers")
+    elif isinstance(data, np.ndarray) or type(data).__module__.split(".")[0] == "cupy":
+        array = backend.array_module(data).array(data, copy=True)
     else:
-        xp = backend.array_module(data)
-        array = xp.array(data, copy=True)
+        raise TypeError(f"tensor: got {_describe(data)}; expected {_ACCEPTED}")
+    if array.dtype.kind not in _NUMERIC_KINDS:
+        raise TypeError(f"tensor: got {_describe_non_numeric(data)}; expected {_ACCEPTED}")
     if dtype is not None:
         array = array.astype(dtype, copy=False)
     # an array stays on its own device unless told otherwise
     device = backend.device_of(array) if device is None else backend.normalize_device(device)
     return _finish(array, device, requires_grad)
+
+
+def _array_from_python(data):
+    """``np.array(data)`` for Python numbers and nested lists/tuples, ragged nesting refused."""
+    try:
+        return np.array(data)
+    except ValueError:  # NumPy refuses sequences of different lengths
+        place = _ragged_place(data, ()) or "the nested lists of data have different lengths"
+        raise ValueError(
+            f"tensor: got ragged nested lists ({place}); expected a rectangular nesting such as [[1, 2], [3, 4]]"
+        ) from None
+
+
+def _ragged_place(data, position):
+    """Where nested lists/tuples stop being rectangular ("data[0] has 1 element but
+    data[1] has 2 elements"), or None if they are rectangular."""
+    if not isinstance(data, (list, tuple, range)):
+        return None
+    lengths = [len(item) if isinstance(item, (list, tuple, range)) else None for item in data]
+    for i in range(1, len(lengths)):
+        if lengths[i] != lengths[0]:
+            first, other = (_place(position + (j,)) for j in (0, i))
+            return f"{first} {_holding(lengths[0])} but {other} {_holding(lengths[i])}"
+    for i, item in enumerate(data):
+        place = _ragged_place(item, position + (i,))
+        if place is not None:
+            return place
+    return None
+
+
+def _place(position):
+    """``(1, 0)`` -> ``"data[1][0]"``."""
+    return "data" + "".join(f"[{i}]" for i in position)
+
+
+def _holding(length):
+    return "is not a list" if length is None else f"has {length} element{'s' * (length != 1)}"
+
+
+def _describe(value):
+    """``value`` named for an error message: its type and a short repr (an array: its dtype)."""
+    if isinstance(value, (np.ndarray, np.generic)) or type(value).__module__.split(".")[0] == "cupy":
+        return f"{type(value).__name__} of dtype {value.dtype}"
+    return f"{type(value).__name__} {value!r:.60}"
+
+
+def _describe_non_numeric(data):
+    """What makes ``data`` non-numeric: the first leaf of its nested lists that is not a
+    number (named with its place), or ``data`` itself."""
+    found = _first_non_number(data, ())
+    if not found or not found[0]:
+        return _describe(data)
+    position, value = found
+    return f"{type(data).__name__} whose element {_place(position)} is {_describe(value)}"
+
+
+def _first_non_number(data, position):
+    """``(position, value)`` of the first leaf of nested lists/tuples that is not a number
+    or a numeric array/tensor, or None if there is none."""
+    if isinstance(data, (list, tuple, range)):
+        for i, item in enumerate(data):
+            found = _first_non_number(item, position + (i,))
+            if found is not None:
+                return found
+        return None
+    if isinstance(data, Tensor):
+        data = data.data
+    if isinstance(data, _PYTHON_NUMBERS) or (
+        isinstance(data, (np.ndarray, np.generic)) and data.dtype.kind in _NUMERIC_KINDS
+    ):
+        return None
+    return position, data
 
 
 def from_numpy(array):
