@@ -543,7 +543,7 @@ class Tensor:
                 "in-place assignment to a tensor that requires grad would corrupt its gradient; "
                 "use masked_fill/where, or assign under tinylm.no_grad()"
             )
-        self.data[_ops.as_index(index)] = value.data if isinstance(value, Tensor) else value
+        self.data[_ops.as_index(index, op="setitem")] = value.data if isinstance(value, Tensor) else value
 
     # ----- methods -------------------------------------------------------------
     def exp(self):

@@ -8,21 +8,56 @@ from tinylm.ops.common import broadcast_error, can_broadcast, normalize_dim, ope
 from tinylm.tensor import Function, Tensor
 
 _BASIC = (int, np.integer, slice, type(None), type(Ellipsis))
+_ACCEPTED_INDICES = (
+    "integers, slices, None, Ellipsis, integer or boolean tensors, arrays or lists, or a tuple of these"
+)
 
 
-def as_index(index, device=None):
-    """Turn an index that may hold tensors or lists into one NumPy/CuPy understands."""
+def as_index(index, device=None, op="getitem"):
+    """Turn an index that may hold tensors or lists into one NumPy/CuPy understands.
+
+    Raises ``IndexError`` (as PyTorch does) for an index of any other kind: a float,
+    a string, a float tensor or list, ...; the message names ``op`` and the index given.
+    """
     if isinstance(index, tuple):
-        return tuple(as_index(part, device) for part in index)
-    if isinstance(index, Tensor):
-        index = index.data
-    elif isinstance(index, list):
-        index = np.asarray(index)
-    elif isinstance(index, _BASIC) or isinstance(index, bool):
+        return tuple(as_index(part, device, op) for part in index)
+    if isinstance(index, _BASIC) or isinstance(index, np.bool_):  # bool is an int
         return index
+    if isinstance(index, Tensor):
+        array = index.data
+    elif isinstance(index, list):
+        array = _list_index(index, op)
+    elif isinstance(index, np.ndarray) or type(index).__module__.split(".")[0] == "cupy":
+        array = index
+    else:
+        raise IndexError(
+            f"{op}: index {index!r:.60} ({type(index).__name__}) is not valid; expected {_ACCEPTED_INDICES}"
+        )
+    if array.dtype.kind not in "biu":
+        raise IndexError(
+            f"{op}: index {_shown(index)} holds {array.dtype} values, which cannot index; "
+            f"expected {_ACCEPTED_INDICES}"
+        )
     if device is not None:
-        index = backend.to_device(index, device)
-    return index
+        array = backend.to_device(array, device)
+    return array
+
+
+def _list_index(index, op):
+    """A list index as an array: ``[]`` selects nothing (int64, not NumPy's float64)."""
+    if not index:
+        return np.zeros(0, dtype=np.int64)
+    try:
+        return np.asarray(index)
+    except ValueError:  # ragged nested lists
+        raise IndexError(f"{op}: index {index!r:.60} is a ragged list; expected {_ACCEPTED_INDICES}") from None
+
+
+def _shown(index):
+    """An array-like index for a message: a list as written, a tensor or array by its shape."""
+    if isinstance(index, list):
+        return f"{index!r:.60}"
+    return f"({type(index).__name__} of shape {tuple(index.shape)})"
 
 
 def _is_basic(index):
