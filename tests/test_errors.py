@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import tinylm
-from tinylm import backend
+from tinylm import backend, nn
 
 
 def t(*shape):
@@ -51,6 +51,102 @@ def test_bad_input_names_the_op_and_the_shapes(call, pattern):
     with pytest.raises((ValueError, IndexError, TypeError)) as error:
         call()
     assert re.search(pattern, str(error.value)), str(error.value)
+
+
+_ACCEPTED_DATA = r"expected numbers or bools, \(nested, rectangular\) lists or tuples of them, NumPy .* or Tensors"
+
+
+@pytest.mark.parametrize(
+    "data, error, pattern",
+    [
+        (["a", "b"], TypeError, r"tensor: got list whose element data\[0\] is str 'a'; " + _ACCEPTED_DATA),
+        ([[1, 2], [3, None]], TypeError, r"tensor: got list whose element data\[1\]\[1\] is NoneType None"),
+        ([1, {"a": 1}], TypeError, r"tensor: got list whose element data\[1\] is dict \{'a': 1\}"),
+        ("abc", TypeError, r"tensor: got str 'abc'; " + _ACCEPTED_DATA),
+        (None, TypeError, r"tensor: got NoneType None; " + _ACCEPTED_DATA),
+        ({"a": 1}, TypeError, r"tensor: got dict \{'a': 1\}"),
+        (object(), TypeError, r"tensor: got object <object object"),
+        (b"ab", TypeError, r"tensor: got bytes b'ab'"),
+        (np.array(["a", "b"]), TypeError, r"tensor: got ndarray of dtype <U1; " + _ACCEPTED_DATA),
+        (np.array([1, None], dtype=object), TypeError, r"tensor: got ndarray of dtype object"),
+        (np.array(["2020-01-01"], dtype="datetime64[D]"), TypeError, r"tensor: got ndarray of dtype datetime64\[D\]"),
+        ([[1], [2, 3]], ValueError, r"tensor: got ragged nested lists \(data\[0\] has 1 element but data\[1\] has 2"),
+        ([[[1, 2], [3, 4]], [[5, 6], [7]]], ValueError, r"data\[1\]\[0\] has 2 elements but data\[1\]\[1\] has 1"),
+        ([1, [2, 3]], ValueError, r"data\[0\] is not a list but data\[1\] has 2 elements"),
+    ],
+)
+def test_non_numeric_tensor_data_names_its_type_and_the_accepted_kinds(data, error, pattern):
+    with pytest.raises(error, match=pattern):
+        tinylm.tensor(data)
+
+
+def test_strings_are_refused_even_with_a_dtype_that_could_parse_them():
+    with pytest.raises(TypeError, match=r"tensor: got list whose element data\[0\] is str '1.5'"):
+        tinylm.tensor(["1.5"], dtype="float32")
+
+
+_ACCEPTED_INDICES = r"expected integers, slices, None, Ellipsis, integer or boolean tensors, arrays or lists"
+
+
+@pytest.mark.parametrize(
+    "index, pattern",
+    [
+        (1.5, r"getitem: index 1.5 \(float\) is not valid; " + _ACCEPTED_INDICES),
+        ("a", r"getitem: index 'a' \(str\) is not valid"),
+        ((0, 1.0), r"getitem: index 1.0 \(float\) is not valid"),
+        ({0}, r"getitem: index \{0\} \(set\) is not valid"),
+        (np.float64(1.0), r"getitem: index .*1.0.* \(float64\) is not valid"),
+        ([0.5], r"getitem: index \[0.5\] holds float64 values, which cannot index; " + _ACCEPTED_INDICES),
+        (["a"], r"getitem: index \['a'\] holds <U1 values"),
+        ([[0, 1], [2]], r"getitem: index \[\[0, 1\], \[2\]\] is a ragged list"),
+        (np.array([0.0]), r"getitem: index \(ndarray of shape \(1,\)\) holds float64 values"),
+    ],
+)
+def test_indexing_with_a_float_or_a_string_is_an_index_error_naming_it(index, pattern):
+    with pytest.raises(IndexError, match=pattern):
+        tinylm.zeros(3, 3)[index]
+
+
+def test_indexing_with_a_float_tensor_names_its_dtype():
+    with pytest.raises(IndexError, match=r"getitem: index \(Tensor of shape \(2,\)\) holds float32 values"):
+        tinylm.zeros(3)[tinylm.tensor([0.0, 1.0])]
+    with pytest.raises(IndexError, match=r"setitem: index 1.5 \(float\) is not valid"):
+        tinylm.zeros(3)[1.5] = 1.0
+
+
+@pytest.mark.parametrize("state", [[("weight", np.zeros((4, 3)))], tinylm.zeros(4, 3), None, "weight"])
+def test_load_state_dict_refuses_what_is_not_a_mapping_naming_its_type(state):
+    layer = nn.Embedding(4, 3)
+    with pytest.raises(TypeError, match=rf"load_state_dict into Embedding: expected a mapping .*got {type(state).__name__}$"):
+        layer.load_state_dict(state)
+
+
+@pytest.mark.parametrize(
+    "value, pattern",
+    [
+        ([[0.0] * 3] * 4, r"the value of 'weight' is a list; expected a Tensor or an array"),
+        (np.full((4, 3), "a"), r"the value of 'weight' has dtype <U1, which cannot be cast to the parameter's float32"),
+        (np.zeros((4, 3), dtype=complex), r"has dtype complex128, which cannot be cast"),
+    ],
+)
+def test_load_state_dict_refuses_values_that_are_not_numeric_arrays(value, pattern):
+    layer = nn.Linear(3, 4)
+    before = layer.bias.numpy().copy()
+    with pytest.raises(TypeError, match=pattern):
+        layer.load_state_dict({"weight": value, "bias": np.ones(4)})
+    np.testing.assert_array_equal(layer.bias.numpy(), before)  # nothing was written
+
+
+def test_load_state_dict_casts_an_int32_array_keeping_its_values():
+    # An int32 embedding is not an error (PyTorch's copy_ casts it too); the values must
+    # arrive as they were, not as zeros.
+    layer = nn.Embedding(4, 3)
+    values = np.arange(-6, 6, dtype=np.int32).reshape(4, 3)
+    layer.load_state_dict({"weight": values})
+    assert layer.weight.dtype == np.float32
+    np.testing.assert_array_equal(layer.weight.numpy(), values.astype(np.float32))
+    layer.load_state_dict({"weight": tinylm.tensor(values.astype(np.int64) * 3)})
+    np.testing.assert_array_equal(layer.weight.numpy(), values * 3.0)
 
 
 class _PretendGPUArray(np.ndarray):

@@ -7,6 +7,7 @@ exactly as PyTorch does; a state dict made by PyTorch loads here unchanged.
 """
 
 from collections import OrderedDict
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import numpy as np
@@ -192,11 +193,29 @@ class Module:
     def load_state_dict(self, state_dict, strict=True):
         """Copy values (tensors or NumPy arrays) into the existing parameters and buffers.
 
-        Values are cast to each parameter's dtype and moved to its device, and
-        written in place, so an optimizer holding the parameters keeps working.
-        With ``strict`` every key must match; a shape mismatch is always an error.
+        Values are cast to each parameter's dtype with their values kept (an int32
+        array ``[[1, 2]]`` loads into a float32 weight as ``[[1.0, 2.0]]``, as
+        PyTorch's ``copy_``), moved to its device, and written in place, so an
+        optimizer holding the parameters keeps working. With ``strict`` every key
+        must match; a shape mismatch is always an error. Nothing is written unless
+        every value can be.
+
+        Raises:
+            TypeError: ``state_dict`` is not a mapping (a list, a Tensor, None), or
+                a value is not a numeric tensor or array; the message names the type.
+            ValueError: missing or unexpected keys (with ``strict``), or shapes
+                that differ.
         """
+        where = f"load_state_dict into {type(self).__name__}"
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(
+                f"{where}: expected a mapping of names to tensors or arrays (such as "
+                f"model.state_dict()), got {type(state_dict).__name__}"
+            )
         own = self._state_targets()
+        for key, target in own.items():
+            if key in state_dict:
+                _check_state_value(where, key, state_dict[key], target)
         given = set(state_dict)
         missing = [key for key in own if key not in given]
         unexpected = [key for key in state_dict if key not in own]
@@ -213,7 +232,7 @@ class Module:
         if mismatched:
             problems.append("shape mismatches: " + "; ".join(mismatched))
         if problems:
-            raise ValueError(f"load_state_dict into {type(self).__name__}: " + " | ".join(problems))
+            raise ValueError(f"{where}: " + " | ".join(problems))
         for key, target in own.items():
             if key in given:
                 value = backend.to_device(_array_of(state_dict[key]), target.device)
@@ -294,6 +313,20 @@ def _indent(text):
 
 def _array_of(value):
     return value.data if isinstance(value, Tensor) else value
+
+
+def _check_state_value(where, key, value, target):
+    """Refuse a state-dict value that is not a tensor or array of numbers castable to ``target``'s dtype."""
+    array = _array_of(value)
+    is_array = isinstance(array, (np.ndarray, np.generic)) or type(array).__module__.split(".")[0] == "cupy"
+    if not is_array:
+        raise TypeError(f"{where}: the value of {key!r} is a {type(value).__name__}; expected a Tensor or an array")
+    kinds = "biuf" + ("c" if target.dtype.kind == "c" else "")  # complex into real would drop a part
+    if array.dtype.kind not in kinds:
+        raise TypeError(
+            f"{where}: the value of {key!r} has dtype {array.dtype}, which cannot be cast to the "
+            f"parameter's {target.dtype}; expected numbers (bool, integer or floating point)"
+        )
 
 
 def _convert_in_place(tensor, dtype, device):
