@@ -121,10 +121,15 @@ def test_load_state_dict_refuses_what_is_not_a_mapping_naming_its_type(state):
         layer.load_state_dict(state)
 
 
+class _NotAnArray:
+    """Stands for a foreign tensor type (such as torch.Tensor) that has no NumPy dtype."""
+
+
 @pytest.mark.parametrize(
     "value, pattern",
     [
-        ([[0.0] * 3] * 4, r"the value of 'weight' is a list; expected a Tensor or an array"),
+        ([[0.0] * 3] * 4, r"the value of 'weight' is a list; expected a tinylm Tensor or a NumPy or CuPy array"),
+        (_NotAnArray(), r"the value of 'weight' is a tests.test_errors._NotAnArray; expected a tinylm Tensor"),
         (np.full((4, 3), "a"), r"the value of 'weight' has dtype <U1, which cannot be cast to the parameter's float32"),
         (np.zeros((4, 3), dtype=complex), r"has dtype complex128, which cannot be cast"),
     ],

@@ -320,7 +320,12 @@ def _check_state_value(where, key, value, target):
     array = _array_of(value)
     is_array = isinstance(array, (np.ndarray, np.generic)) or type(array).__module__.split(".")[0] == "cupy"
     if not is_array:
-        raise TypeError(f"{where}: the value of {key!r} is a {type(value).__name__}; expected a Tensor or an array")
+        kind = type(value)
+        name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+        raise TypeError(
+            f"{where}: the value of {key!r} is a {name}; expected a tinylm Tensor or a NumPy or CuPy array "
+            f"(from PyTorch, pass tensor.numpy())"
+        )
     kinds = "biuf" + ("c" if target.dtype.kind == "c" else "")  # complex into real would drop a part
     if array.dtype.kind not in kinds:
         raise TypeError(
