@@ -53,7 +53,7 @@ def main() -> None:
     learned = len(tokenizer.merges)
     print(f"train: {learned} merges in {train_s:.2f} s ({learned / train_s:,.0f} merges/s)")
 
-    cold = BPETokenizer(tokenizer.merges)  # a copy with an empty chunk cache
+    cold = BPETokenizer(tokenizer.merges, split=tokenizer.split)  # a copy with an empty chunk cache
     ids, cold_s = timed(cold.encode, text)
     _, warm_s = timed(cold.encode, text)
     print(f"encode, cold cache: {cold_s:.2f} s ({n_bytes / 1e6 / cold_s:.2f} MB/s)")
