@@ -156,3 +156,119 @@ def test_clip_grad_norm_leaves_small_gradients_alone():
     assert clip_grad_norm_([p], 1.0).item() == pytest.approx(0.5)
     assert p.grad.tolist() == [0.3, 0.4]
     assert clip_grad_norm_([], 1.0).item() == 0.0
+
+
+def _adam_after_one_step():
+    """An Adam over two parameter groups, stepped once (so every parameter has its moments), and
+    its state dict."""
+    params = [nn.Parameter(tinylm.tensor(np.ones((2, 3)))), nn.Parameter(tinylm.tensor(np.ones(3)))]
+    optimizer = optim.Adam([{"params": params[:1], "weight_decay": 0.1}, {"params": params[1:]}], lr=0.1)
+    (params[0].sum(dim=0) * params[1]).sum().backward()
+    optimizer.step()
+    return params, optimizer.state_dict()
+
+
+def _edit(path, value):
+    """A change to a state dict: set the entry at ``path`` to ``value``, or delete it (``DELETE``)."""
+
+    def change(state_dict):
+        *parents, last = path
+        entry = state_dict
+        for key in parents:
+            entry = entry[key]
+        if value is DELETE:
+            del entry[last]
+        else:
+            entry[last] = value
+        return state_dict
+
+    return change
+
+
+DELETE = object()
+
+# (change to the saved state, fragments of the ValueError)
+MISFITS = {
+    "not a state dict": (lambda saved: None, ["expected a dict with 'state' and 'param_groups'", "got NoneType"]),
+    "a moment of a parameter in no group": (_edit(["state", 5], {"step": 1, "exp_avg": np.zeros(3)}),
+                                            ["an entry for parameter 5, which is in no group", "[0, 1]"]),
+    "a missing exp_avg_sq": (_edit(["state", 1, "exp_avg_sq"], DELETE),
+                             ["the state of parameter 1 lacks ['exp_avg_sq']", "'exp_avg', 'step'"]),
+    "a moment of the wrong shape": (_edit(["state", 0, "exp_avg"], np.zeros(3)),
+                                    ["'exp_avg' of parameter 0 has shape (3,), the parameter (2, 3)"]),
+    "an integer moment": (_edit(["state", 0, "exp_avg"], np.zeros((2, 3), np.int32)),
+                          ["'exp_avg' of parameter 0 has dtype int32, expected a floating dtype"]),
+    "a NaN moment": (_edit(["state", 1, "exp_avg"], np.array([0.0, np.nan, np.inf])),
+                     ["'exp_avg' of parameter 1 holds 2 non-finite values"]),
+    "a negative exp_avg_sq": (_edit(["state", 1, "exp_avg_sq"], -np.ones(3)),
+                              ["'exp_avg_sq' of parameter 1 holds negative values"]),
+    "a step of 0": (_edit(["state", 0, "step"], 0), ["'step' of parameter 0 must be an integer from 1, got 0"]),
+    "a step that is a string": (_edit(["state", 0, "step"], "1"), ["'step' of parameter 0", "got '1'"]),
+    "an unknown moment": (_edit(["state", 0, "velocity"], np.zeros((2, 3))),
+                          ["parameter 0 holds ['velocity'], which Adam does not keep"]),
+    "a missing setting": (_edit(["param_groups", 0, "eps"], DELETE), ["saved group 0 lacks the settings ['eps']"]),
+    "an unknown setting": (_edit(["param_groups", 1, "momentum"], 0.9),
+                           ["saved group 1 has unknown settings ['momentum']"]),
+    "lr a string": (_edit(["param_groups", 0, "lr"], "fast"),
+                    ["saved group 0: lr must be a finite number, got 'fast'"]),
+    "lr NaN": (_edit(["param_groups", 1, "lr"], float("nan")), ["saved group 1: lr must be a finite number, got nan"]),
+    "lr negative": (_edit(["param_groups", 0, "lr"], -1.0), ["saved group 0: lr must be non-negative, got -1.0"]),
+    "betas of one number": (_edit(["param_groups", 0, "betas"], [0.9]),
+                            ["saved group 0: betas must be a list of 2 finite numbers, got [0.9]"]),
+    "beta2 of 1": (_edit(["param_groups", 0, "betas"], [0.9, 1.0]), ["saved group 0: betas must be in [0, 1)"]),
+    "a parameter listed twice": (_edit(["param_groups", 1, "params"], [0]),
+                                 ["saved group 1 lists parameter 0; expected distinct integer indices"]),
+    "param_groups not a list": (_edit(["param_groups"], "groups"), ["'param_groups' must be a list of dicts"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MISFITS))
+def test_load_state_dict_refuses_state_that_does_not_fit_and_changes_nothing(case):
+    change, fragments = MISFITS[case]
+    params, saved = _adam_after_one_step()
+    fresh = optim.Adam([{"params": params[:1]}, {"params": params[1:]}], lr=0.5)
+    with pytest.raises(ValueError) as caught:
+        fresh.load_state_dict(change(saved))
+    message = str(caught.value)
+    assert message.startswith("Adam.load_state_dict: ") and all(f in message for f in fragments), message
+    assert fresh.state == {} and [g["lr"] for g in fresh.param_groups] == [0.5, 0.5]  # as it was
+
+
+def test_a_state_dict_that_went_through_json_loads():
+    # what a checkpoint gives back: string indices, lists for tuples, NumPy arrays that may be read-only
+    params, saved = _adam_after_one_step()
+    saved["state"] = {str(index): {k: (np.asarray(v).copy() if k != "step" else v) for k, v in entries.items()}
+                      for index, entries in saved["state"].items()}  # fmt: skip
+    for group in saved["param_groups"]:
+        group["betas"] = list(group["betas"])
+        for entries in saved["state"].values():
+            for value in entries.values():
+                if isinstance(value, np.ndarray):
+                    value.flags.writeable = False
+    fresh = optim.Adam([{"params": params[:1]}, {"params": params[1:]}], lr=0.5)
+    fresh.load_state_dict(saved)
+    assert fresh.param_groups[0]["betas"] == (0.9, 0.999) and fresh.param_groups[0]["weight_decay"] == 0.1
+    assert [state["step"] for state in fresh.state.values()] == [1, 1]
+    assert all(state["exp_avg"].flags.writeable for state in fresh.state.values())  # copies: the kernel writes them
+    fresh.step()  # the restored moments can be updated in place
+
+
+@pytest.mark.parametrize(
+    "make, fragment",
+    [
+        (lambda p: optim.Adam(p, lr=float("nan")), "Adam: lr must be a finite number, got nan"),
+        (lambda p: optim.AdamW(p, lr="0.1"), "AdamW: lr must be a finite number, got '0.1'"),
+        (lambda p: optim.Adam(p, betas=(0.9,)), "Adam: betas must be a list of 2 finite numbers, got (0.9,)"),
+        (lambda p: optim.AdamW([{"params": p, "weight_decay": -0.1}]), "AdamW: weight_decay must be non-negative"),
+        (lambda p: optim.SGD([{"params": p, "lr": float("inf")}]), "SGD: lr must be a finite number, got inf"),
+        (lambda p: optim.SGD([{"params": p, "nesterov": True}], momentum=0.0),
+         "SGD: nesterov momentum needs momentum > 0"),
+        (lambda p: optim.SGD(p, nesterov="yes", momentum=0.9), "SGD: nesterov must be true or false, got 'yes'"),
+    ],
+    ids=["lr NaN", "lr a string", "one beta", "a group's negative decay", "a group's infinite lr",
+         "a group's nesterov without momentum", "nesterov a string"],
+)
+def test_every_groups_settings_are_checked(make, fragment):
+    with pytest.raises(ValueError) as caught:
+        make([nn.Parameter(tinylm.zeros(2))])
+    assert fragment in str(caught.value), str(caught.value)

@@ -3,7 +3,9 @@
 Random numbers are drawn on the CPU by a NumPy ``Generator`` and copied to the
 GPU when needed, so one seed gives the same numbers on every device. The state
 can be saved and restored (``get_rng_state`` / ``set_rng_state``) so a resumed
-training run continues with the very numbers it would have drawn.
+training run continues with the very numbers it would have drawn; a state that
+is not one ``get_rng_state`` gave (say, edited in a checkpoint) is refused
+with a ValueError, and ``check_rng_state`` checks one without restoring it.
 """
 
 import numpy as np
@@ -31,12 +33,50 @@ def get_rng_state():
     return _generator.bit_generator.state
 
 
-def set_rng_state(state):
-    """Restore a state returned by ``get_rng_state``."""
-    global _generator
+def _bit_generator_from(state):
+    """A new bit generator holding ``state``; ValueError if it is not a state ``get_rng_state`` returns.
+
+    Only NumPy's bit generator classes are looked up by name (no other attribute
+    of ``np.random`` is ever called), and the state must come back unchanged
+    from the generator: NumPy silently truncates some wrong values (a float
+    ``inc``) instead of refusing them.
+    """
+    if not isinstance(state, dict):
+        raise ValueError(f"set_rng_state: expected a dict saved by get_rng_state, got {type(state).__name__}")
+    name = state.get("bit_generator")
+    cls = getattr(np.random, name, None) if isinstance(name, str) else None
+    if not (isinstance(cls, type) and issubclass(cls, np.random.BitGenerator)) or cls is np.random.BitGenerator:
+        raise ValueError(f"set_rng_state: 'bit_generator' is {name!r}, expected the name of a NumPy bit generator "
+                         f"such as 'PCG64'")  # fmt: skip
+    bit_generator = cls()
     try:
-        bit_generator = getattr(np.random, state["bit_generator"])()
         bit_generator.state = state
-    except (KeyError, TypeError, ValueError, AttributeError) as error:
-        raise ValueError(f"set_rng_state: not a state saved by get_rng_state ({error})") from None
-    _generator = np.random.Generator(bit_generator)
+    except (KeyError, TypeError, ValueError, OverflowError) as error:
+        problem = f"{type(error).__name__}: {error}"
+        raise ValueError(f"set_rng_state: not a state saved by get_rng_state ({problem})") from None
+    if not _same_state(bit_generator.state, state):
+        raise ValueError(f"set_rng_state: not a state saved by get_rng_state (NumPy's {name} changes it on "
+                         f"restoring it: a value is of the wrong type or out of range)")  # fmt: skip
+    return bit_generator
+
+
+def _same_state(ours, given):
+    """Whether ``given`` holds exactly the generator state ``ours`` (arrays may come as lists, from JSON)."""
+    if isinstance(ours, dict):
+        return isinstance(given, dict) and ours.keys() == given.keys() and all(
+            _same_state(ours[key], given[key]) for key in ours
+        )
+    if isinstance(ours, np.ndarray):
+        return np.shape(given) == ours.shape and np.asarray(given).tolist() == ours.tolist()
+    return type(given) is type(ours) and given == ours
+
+
+def check_rng_state(state):
+    """Raise ValueError unless ``state`` is one that ``set_rng_state`` can restore exactly."""
+    _bit_generator_from(state)
+
+
+def set_rng_state(state):
+    """Restore a state returned by ``get_rng_state``; ValueError, naming what is wrong, for any other value."""
+    global _generator
+    _generator = np.random.Generator(_bit_generator_from(state))

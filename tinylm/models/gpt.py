@@ -32,6 +32,22 @@ class GPTConfig:
     dropout: float = 0.0
     bias: bool = True  # biases in the linear and LayerNorm layers
 
+    def __post_init__(self):
+        """Refuse settings no GPT can have, naming the field (a checkpoint's record may be hand-edited)."""
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"GPTConfig: {name} must be a positive integer, got {value!r}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"GPTConfig: n_head ({self.n_head}) must divide n_embd ({self.n_embd}): "
+                             f"each head takes n_embd / n_head of the width")  # fmt: skip
+        dropout = self.dropout
+        is_number = isinstance(dropout, (int, float, np.integer, np.floating)) and not isinstance(dropout, bool)
+        if not (is_number and 0 <= dropout < 1):
+            raise ValueError(f"GPTConfig: dropout must be a number in [0, 1), got {dropout!r}")
+        if not isinstance(self.bias, (bool, np.bool_)):
+            raise ValueError(f"GPTConfig: bias must be true or false, got {self.bias!r}")
+
 
 class CausalSelfAttention(nn.Module):
     """Multi-head self-attention where each position sees itself and the positions before it."""

@@ -36,6 +36,19 @@ class RNNLMConfig:
     dropout: float = 0.0
     block_size: int = 100  # the training window; generation is not limited by it
 
+    def __post_init__(self):
+        """Refuse settings no RNNLM can have, naming the field (a checkpoint's record may be hand-edited)."""
+        if not isinstance(self.cell, str) or self.cell not in CELLS:
+            raise ValueError(f"RNNLMConfig: cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
+        for name in ("vocab_size", "n_embd", "hidden_size", "n_layer", "block_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"RNNLMConfig: {name} must be a positive integer, got {value!r}")
+        dropout = self.dropout
+        is_number = isinstance(dropout, (int, float, np.integer, np.floating)) and not isinstance(dropout, bool)
+        if not (is_number and 0 <= dropout < 1):
+            raise ValueError(f"RNNLMConfig: dropout must be a number in [0, 1), got {dropout!r}")
+
 
 class RNNLM(nn.Module):
     def __init__(self, config):

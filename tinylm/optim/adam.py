@@ -18,14 +18,23 @@ from tinylm.optim.optimizer import Optimizer
 
 class Adam(Optimizer):
     decoupled_weight_decay = False
+    state_spec = {"step": "count", "exp_avg": "tensor", "exp_avg_sq": "tensor"}
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-        name = type(self).__name__
-        if lr < 0 or eps < 0 or weight_decay < 0:
-            raise ValueError(f"{name}: lr, eps and weight_decay must be non-negative, got {lr}, {eps}, {weight_decay}")
-        if not all(0.0 <= beta < 1.0 for beta in betas):
-            raise ValueError(f"{name}: betas must be in [0, 1), got {betas}")
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
+        betas = tuple(betas) if isinstance(betas, (list, tuple)) else betas  # anything else is refused below
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+
+    def check_settings(self, group):
+        for setting in ("lr", "eps", "weight_decay"):
+            if group[setting] < 0:
+                raise ValueError(f"{setting} must be non-negative, got {group[setting]}")
+        if not all(0.0 <= beta < 1.0 for beta in group["betas"]):
+            raise ValueError(f"betas must be in [0, 1), got {group['betas']}")
+
+    def _check_saved_state(self, index, parameter, entries):
+        super()._check_saved_state(index, parameter, entries)
+        if entries and (entries["exp_avg_sq"] < 0).any():  # a mean of squares; its square root is taken
+            raise ValueError(f"'exp_avg_sq' of parameter {index} holds negative values")
 
     def update(self, group, param, grad, state):
         xp = array_module(param)

@@ -13,14 +13,19 @@ class SGD(Optimizer):
         p = p - lr * g
     """
 
+    state_spec = {"momentum_buffer": "tensor"}
+
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
-        if lr < 0 or momentum < 0 or weight_decay < 0:
-            raise ValueError(f"SGD: lr, momentum and weight_decay must be non-negative, got {lr}, {momentum}, {weight_decay}")
-        if nesterov and (momentum <= 0 or dampening != 0):
-            raise ValueError("SGD: nesterov momentum needs momentum > 0 and dampening = 0")
         super().__init__(
             params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay, nesterov=nesterov)
         )
+
+    def check_settings(self, group):
+        for setting in ("lr", "momentum", "weight_decay"):
+            if group[setting] < 0:
+                raise ValueError(f"{setting} must be non-negative, got {group[setting]}")
+        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
+            raise ValueError("nesterov momentum needs momentum > 0 and dampening = 0")
 
     def update(self, group, param, grad, state):
         if group["weight_decay"]:
