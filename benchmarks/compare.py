@@ -1,14 +1,18 @@
 """tinylm beside PyTorch: training speed, sampling speed and peak memory on the same models.
 
-    python benchmarks/compare.py [--threads 2] [--steps 30] [--rounds 5] [--configs gpt,lstm,gru,sample]
+    python benchmarks/compare.py [--threads N] [--steps 30] [--rounds 5] [--configs gpt,lstm,gru,sample]
                                  [--json FILE] [--machine-blas]
 
 Every measurement runs in a fresh process (so peak RSS is that run's alone),
 and the runs alternate: tinylm, PyTorch, tinylm, PyTorch, ... ``--rounds``
 times per config; the table gives medians over the rounds, each round's
 figure being the median step after ``--warmup`` steps. Both sides use float32,
-the same thread count (OpenBLAS/Numba for tinylm, ``torch.set_num_threads``
-for PyTorch), the same model shapes, AdamW, and synthetic uniform tokens.
+the same thread count, the same model shapes, AdamW, and synthetic uniform
+tokens. By default tinylm runs as a user's own loop runs it: no
+``configure_threads`` call and no thread variable in the environment, so it
+sets itself up at its first kernel (one thread per core); PyTorch gets
+``torch.set_num_threads`` with the same count. ``--threads N`` pins both to N
+(``configure_threads(N)`` and the thread variables for tinylm).
 The timed processes run OpenBLAS's own choice of kernels for the processor
 unless ``--machine-blas`` (see ``blas_env.py``: this machine pins an older
 family through OPENBLAS_CORETYPE); the table's first line names the family.
@@ -87,7 +91,8 @@ def _tinylm_worker(config, steps, warmup, threads):
     from tinylm.nn.utils import clip_grad_norm_
     from tinylm.optim import AdamW
 
-    configure_threads(threads)
+    if threads:  # else as a user's loop: tinylm sets the threads up at its first kernel
+        configure_threads(threads)
     tinylm.manual_seed(0)
     rng = np.random.default_rng(0)
     if config in ("gpt", "sample"):
@@ -122,7 +127,7 @@ def _torch_worker(config, steps, warmup, threads):
 
     import torch_peers
 
-    torch.set_num_threads(threads)
+    torch.set_num_threads(threads or default_threads())
     torch.manual_seed(0)
     if config in ("gpt", "sample"):
         model = torch_peers.GPT(VOCAB, **GPT_SHAPE)
@@ -159,10 +164,16 @@ def run_worker(args):
     print(json.dumps(result))
 
 
+def default_threads():
+    """tinylm's thread count when nobody chooses: one per core this process may run on (Numba's pool)."""
+    return len(os.sched_getaffinity(0))
+
+
 def measure(side, config, args):
     """Run one worker process; returns its dict of figures."""
     variables = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")  # read when BLAS loads, before any call
-    env = blas_env.child_environment(args.machine_blas, **{variable: str(args.threads) for variable in variables})
+    pinned = {variable: str(args.threads) for variable in variables} if args.threads else {}
+    env = blas_env.child_environment(args.machine_blas, **pinned)
     command = [sys.executable, __file__, "--worker", side, "--config", config, "--steps", str(args.steps),
                "--warmup", str(args.warmup), "--threads", str(args.threads)]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, env=env)
@@ -233,7 +244,9 @@ def _cell(value, fmt, width):
 
 def print_table(rows, threads, gflops, machine_blas):
     small, large, core = gflops
-    print(f"threads = {threads}; {blas_env.describe(core, machine_blas)}; NumPy float32 matmul: "
+    how = "pinned" if threads else "tinylm's default, set up at its first kernel"
+    print(f"threads = {threads or default_threads()} ({how}); {blas_env.describe(core, machine_blas)}; "
+          f"NumPy float32 matmul: "
           f"{small:.0f} GFLOP/s at 768x128x512, {large:.0f} GFLOP/s at 1024^3")  # fmt: skip
     header = (f"{'config':<28}{'tinylm ms':>10}{'torch ms':>10}{'tinylm tok/s':>14}{'torch tok/s':>13}"
               f"{'speed ratio':>12}{'GFLOP/s':>9}{'RSS MB':>8}{'torch RSS':>10}{'RSS ratio':>10}")  # fmt: skip
@@ -253,7 +266,8 @@ def print_table(rows, threads, gflops, machine_blas):
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=0,
+                        help="0 (default): tinylm as a user's loop gets it, PyTorch on as many threads; N: both on N")
     parser.add_argument("--steps", type=int, default=30, help="timed steps (or samples) per run")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (compilation, caches)")
     parser.add_argument("--rounds", type=int, default=5, help="alternating tinylm/PyTorch runs per config")
@@ -286,7 +300,7 @@ def main(argv=None):
                 torch_runs.append(measure("torch", config, args))
         record["runs"][config] = {"tinylm": tinylm_runs, "torch": torch_runs}
         rows.extend(rows_for(config, tinylm_runs, torch_runs))
-    gflops = matmul_gflops(args.threads, args.machine_blas)
+    gflops = matmul_gflops(args.threads or default_threads(), args.machine_blas)
     record.update(matmul_gflops=gflops[:2], blas_core=gflops[2], machine_blas=args.machine_blas)
     print_table(rows, args.threads, gflops, args.machine_blas)
     if args.json:

@@ -22,9 +22,12 @@ Importing this package does not import Numba (it would cost a third of a
 second); a kernel's module is imported on the first ``get_kernel`` for it, and
 Numba compiles each function on its first call, or loads it from its cache.
 Threads: :func:`configure_threads`, which also puts OpenBLAS on Numba's
-threads (``blas_pool.py``); importing this package sets
-``OMP_WAIT_POLICY=PASSIVE`` if it is unset, until ``configure_threads``
-chooses brief spinning for the shared pool (see ``threads.py``).
+threads (``blas_pool.py``); a program that does not call it gets it with its
+defaults at the first Numba kernel it asks for, unless its user chose the
+threads otherwise (``threads.configure_default_threads``). Importing this
+package sets ``OMP_WAIT_POLICY=PASSIVE`` if it is unset, until
+``configure_threads`` chooses brief spinning for the shared pool (see
+``threads.py``).
 """
 
 from .registry import BACKENDS, CPU_DEFAULT, KERNELS, get_kernel, kernel_for

@@ -15,17 +15,10 @@ callback its jobs, ``dojob(i, jobdata + i * elsize, dojob_data)`` for i below
 so BLAS and the kernels use the same threads, which may then spin briefly
 between calls (``threads.configure_threads`` sets ``GOMP_SPINCOUNT``).
 
-Measured on the project's 2-core machine, the GPT training step of
-``benchmarks/compare.py`` (4 layers, 128 wide, batch 12 x 64), fresh processes
-alternating over 6 rounds: 34.8 ms median (33.3-39.1) with the shared pool and
-the attention kernel it makes pay (``causal_attention.py``), 42.3 ms
-(38.6-51.0) with OpenBLAS's own threads and batched attention; per round the
-old step took 1.18x as long (median; 1.03-1.52). PyTorch's step in the same
-rounds: 45.1 ms. Alone (bench_kernels.py, 2 threads), Numba's parallel drivers
-now beat the serial ones down to a few 10k elements (LayerNorm 768 x 128:
-37 us against 55; before, with sleeping threads, 90-145 us against 45), though
-lowering ``PARALLEL_MIN_WORK`` to match moved whole steps by no more than the
-noise (GPT 0.99x, LSTM 1.01x, GRU 1.04x, in one process alternating), so it stays.
+A GPT training step is faster so than with OpenBLAS on its own threads and
+Numba's sleeping between kernels, and Numba's parallel drivers pay down to
+smaller kernels; the figures are in ``docs/performance.md`` ("Threads and
+BLAS: what was measured").
 
 What the callback must guarantee, and how:
 

@@ -12,9 +12,15 @@ Every kernel module defines ``<name>_reference``, ``<name>_numba`` and
 kernels is asked for, so importing this registry (or ``tinylm.kernels``) does
 not import Numba; Numba compiles a kernel on its first call (or loads it from
 its on-disk cache).
+
+The first Numba kernel asked for also sets up the threads, unless the program or
+its user chose them already (``threads.configure_default_threads``): a user's
+own loop gets the configuration ``tinylm train`` uses without asking.
 """
 
 import importlib
+
+from .threads import configure_default_threads
 
 BACKENDS = ("numpy", "numba", "cuda")
 
@@ -69,6 +75,8 @@ def get_kernel(name, backend="numba"):
             raise ValueError(f"unknown kernel {name!r}; known kernels: {', '.join(KERNELS)}")
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r} for kernel {name!r}; expected one of {BACKENDS}")
+        if backend == "numba":  # the first CPU kernel sets up the threads (once), before it starts them
+            configure_default_threads()
         module = importlib.import_module(f"{__package__}.{_MODULES[name]}")
         kernel = _cache[key] = getattr(module, f"{name}_{_SUFFIX[backend]}")
     return kernel

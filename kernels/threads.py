@@ -4,52 +4,22 @@ A program calls :func:`configure_threads` once, early (the CLI from its
 ``--threads`` option), and the benchmarks do the same. The one thing done at
 import (of ``tinylm.kernels``) is :func:`use_passive_openmp_waiting`, see there.
 
-What was measured on the project's machine (2 cores, AMD EPYC, shared with
-other jobs), with ``python benchmarks/bench_kernels.py --probe-threading
-[--busy]``: LayerNorm forward on (768, 512) float32 and a float32
-(768, 128) @ (128, 512) matmul, 3 s of back-to-back calls in a fresh process
-each, times in microseconds:
-
-  =====================  =======  =====  =====  ==========  =======
-  idle machine           median   p90    p99    calls > 5x  mean
-  =====================  =======  =====  =====  ==========  =======
-  Numba serial           306-408  448    503    0 %         331-409
-  omp, 2 threads         206      241    272    0.1 %       205
-  workqueue, 2 threads   312      531    808    0.1 %       365
-  omp, 2, torch between  187      234    302    0.1 %       194
-  OpenBLAS, 1 thread     1508     1637   1870   0 %         1491
-  OpenBLAS, 2 threads    641      772    1208   0 %         673
-  =====================  =======  =====  =====  ==========  =======
-
-  =====================  =======  =====  =====  ==========  =======
-  one core kept busy     median   p90    p99    calls > 5x  mean
-  =====================  =======  =====  =====  ==========  =======
-  Numba serial           310-362  421    496    0.1 %       326-357
-  omp, 2 threads         189      303    7997   7.6 %       608
-  workqueue, 2 threads   445      551    1890   0.8 %       473
-  OpenBLAS, 1 thread     1259     1495   1688   0 %         1300
-  OpenBLAS, 2 threads    735      4860   8020   24.5 %      1980
-  =====================  =======  =====  =====  ==========  =======
+Why these settings (the measurements are in ``docs/performance.md``, section
+"Threads and BLAS: what was measured"):
 
 - Installed layers: ``omp`` (GNU OpenMP) and ``workqueue``; ``tbb`` is not
   installed. ``omp`` is the faster and the steadier of the two (a parallel
   region costs a few microseconds; workqueue's cost tens, so it only pays on
   large kernels), hence :data:`LAYER_PREFERENCE`.
-- On an idle machine two threads pay 1.1-1.4x on the larger kernels at the
-  shapes of a small GPT (GELU, AdamW; see the benchmark); the kernels stay
-  serial below ``PARALLEL_MIN_WORK`` (``_common.py``), where they lose.
+- On an idle machine two threads pay on the larger kernels at the shapes of a
+  small GPT; the kernels stay serial below ``PARALLEL_MIN_WORK``
+  (``_common.py``), where they lose.
 - When another process keeps a core busy, a parallel call now and then waits
-  a whole scheduler time slice (about 8 ms) for its descheduled second thread,
-  and on average two threads become *slower* than one, for Numba (omp) and
-  for OpenBLAS alike (the occasional 50x slow matmuls). On a shared machine
-  call ``configure_threads(1)``. Whole GPT training steps (compare.py's
-  config) with a Python busy loop on one of the two cores, medians of 40
-  steps in fresh processes, three rounds: 1 thread 64-72 ms; 2 threads on
-  the shared pool (below) 158-297 ms; 2 threads with OpenBLAS on its own
-  threads and Numba's sleeping at once 90-120 ms; PyTorch 207-222 ms on 2
-  threads and 69-71 ms on 1. The shared pool's threads spin, so each of the
-  step's hundreds of parallel regions waits for a partner the scheduler took
-  away. On a quiet machine the shared pool is the fastest (see below).
+  a whole scheduler time slice (about 8 ms) for its descheduled second
+  thread, and two threads become *slower* than one, for Numba and OpenBLAS
+  alike; a whole training step several times slower. So the trainer chooses
+  the count as it goes (``tinylm/training/thread_tuner.py``), by measuring
+  its steps; ``configure_threads(1)`` pins one thread.
 
 Caveats of the layers (from Numba's documentation): GNU OpenMP is not
 fork-safe (a process forked after a parallel kernel ran must not run one
@@ -66,14 +36,21 @@ program (0.3.27 and later) and Numba runs the "omp" layer,
 ``configure_threads`` makes OpenBLAS run it on Numba's threads
 (``blas_pool.py``). The threads can then spin briefly after each call
 (``GOMP_SPINCOUNT=30000``, a fraction of a millisecond) instead of going to
-sleep at once, as no other pool waits for the cores. GPT training step
-(``blas_pool.py``): 34.8 ms against 42.3 ms, fresh processes alternating.
-With the shared pool, spin counts of 3000 and 30000 measured alike (39-44
-ms in that hour); 300000 (GNU OpenMP's default, 3 ms) was erratic (34-54 ms),
-and sleeping at once was slower (42-55 ms).
+sleep at once, as no other pool waits for the cores; a GPT step is faster so
+than with two pools, or with longer or no spinning.
 This needs ``configure_threads`` before the first parallel kernel (GNU OpenMP
 reads the setting when it starts); called later, or with ``blas=False``, it
 leaves OpenBLAS its own threads.
+
+Without asking. A program that never calls ``configure_threads`` gets it at the
+first use of a CPU kernel (:func:`configure_default_threads`, called by the
+registry), so that a user's own training loop runs as fast as ``tinylm
+train``, unless the user chose threads some other way (see there).
+
+Results depend on the thread count: OpenBLAS's float32 products that reduce
+over many rows (the weight gradients) and the kernels that add partial sums
+per thread (a bias's gradient) round differently on one thread and on two.
+A run is reproducible bit for bit with a pinned count (``--threads N``).
 """
 
 import ctypes
@@ -95,8 +72,7 @@ def use_passive_openmp_waiting():
     By default an OpenMP thread spins for a while after each parallel region.
     In a training step Numba's kernels and OpenBLAS's matmuls take turns, so
     Numba's spinning threads steal both cores from the OpenBLAS threads that
-    come next: measured on the project's 2-core machine, a GPT step (4 layers,
-    128 wide, batch 12 x 64) took 335 ms with spinning and 79-105 ms without.
+    come next, and a GPT step takes several times as long (``docs/performance.md``).
     GNU OpenMP reads the setting once, when Numba's "omp" layer loads it (the
     first parallel kernel), which is why it must be set before then; an
     environment variable is the only interface it has.
@@ -161,12 +137,48 @@ _BLAS_CORE_NAMES = (
 )
 
 
+# Non-empty once threads were configured: by configure_threads (the user's call, the
+# trainer's, or configure_default_threads's), or left to the user's own setting.
+_configured = set()
+
+#: Environment variables by which a user chooses the threads; with any of them set,
+#: :func:`configure_default_threads` leaves everything as the user set it.
+USER_THREAD_VARIABLES = ("NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def configure_default_threads():
+    """:func:`configure_threads` with its defaults, once per process, unless the user chose.
+
+    The registry calls it when a CPU (Numba) kernel is first asked for, so that a
+    program that never calls ``configure_threads`` (a user's own training loop)
+    still runs OpenBLAS on Numba's threads, as fast as ``tinylm train``. It does
+    nothing when the threads were configured before (by ``configure_threads``),
+    when the environment holds the user's choice (one of
+    :data:`USER_THREAD_VARIABLES`, or an ``OMP_WAIT_POLICY`` not set by
+    :func:`use_passive_openmp_waiting`), or when Numba's threads already run
+    (started by the user's own parallel code, perhaps on another layer).
+    Returns ``configure_threads``'s answer, or None when it left things alone.
+    """
+    if _configured:
+        return None
+    _configured.add("default")
+    user_wait_policy = "OMP_WAIT_POLICY" in os.environ and not _passive_by_default
+    if user_wait_policy or any(name in os.environ for name in USER_THREAD_VARIABLES):
+        return None
+    from numba.np.ufunc import parallel
+
+    if parallel._is_initialized:
+        return None
+    return configure_threads()
+
+
 def configure_threads(n=None, *, layer=None, blas=True):
     """Use ``n`` threads in Numba's parallel kernels (and in OpenBLAS if ``blas``).
 
     ``n=None`` means one per core (Numba's pool size). ``layer`` names Numba's threading layer
-    ("omp", "workqueue" or "tbb"); by default the first installed one of
-    :data:`LAYER_PREFERENCE`. The layer is fixed once Numba starts its threads
+    ("omp", "workqueue" or "tbb"); by default the one in ``NUMBA_THREADING_LAYER``
+    if the user set it, else the first installed one of :data:`LAYER_PREFERENCE`.
+    The layer is fixed once Numba starts its threads
     (the first parallel kernel, or the first call of this function), so a later
     call can change the count but not the layer; asking for a different layer
     then raises RuntimeError.
@@ -188,8 +200,11 @@ def configure_threads(n=None, *, layer=None, blas=True):
     n = most if n is None else int(n)
     if not 1 <= n <= most:
         raise ValueError(f"configure_threads: n must be between 1 and {most} (Numba's thread pool), got {n}")
+    _configured.add("configure_threads")
     if not parallel._is_initialized:  # the layer (and OpenMP's waiting) can still be chosen
-        if layer is None:
+        if layer is None and "NUMBA_THREADING_LAYER" in os.environ:
+            pass  # the user's layer, which Numba read from the environment
+        elif layer is None:
             numba.config.THREADING_LAYER = "default"
             numba.config.THREADING_LAYER_PRIORITY = list(LAYER_PREFERENCE)
         else:
@@ -341,9 +356,8 @@ def blas_threads_at_most(n):
 
     For work made of many tiny matmuls, such as decoding one token at a time:
     there a second BLAS thread saves nothing, and when another process keeps a
-    core busy each call may wait a whole time slice for it. Measured with one
-    core busy: sampling 256 tokens from the small GPT took 2.5 s on two BLAS
-    threads and 0.6-0.8 s on one.
+    core busy each call may wait a whole time slice for it (sampling from the
+    small GPT: about 3x as long on two BLAS threads as on one; ``docs/performance.md``).
     """
     previous = blas_threads()
     if previous is None or previous <= n:

@@ -18,7 +18,9 @@ from tinylm.kernels.threads import blas_threads
 def _run_python(code, prelude="", **env):
     """Run ``prelude`` then ``code`` (each dedented) in a fresh interpreter."""
     environment = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
-    environment.update(NUMBA_NUM_THREADS="2", **env)  # a pool of two even on a one-core machine
+    # A pool of two even on a one-core machine. Being the user's choice, the variable also keeps
+    # the first kernel from configuring the threads itself (threads.configure_default_threads).
+    environment.update(NUMBA_NUM_THREADS="2", **env)
     source = textwrap.dedent(prelude) + textwrap.dedent(code)
     return subprocess.run([sys.executable, "-c", source], capture_output=True, text=True, timeout=180,
                           env=environment)

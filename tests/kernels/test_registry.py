@@ -169,3 +169,90 @@ def test_blas_threads_are_set_in_numpys_openblas_when_another_is_loaded_first(tm
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def _run_fresh(code, **env):
+    """Run ``code`` in a fresh interpreter whose environment holds no thread setting but ``env``."""
+    from tinylm.kernels.threads import USER_THREAD_VARIABLES
+
+    left_out = (*USER_THREAD_VARIABLES, "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+    environment = {k: v for k, v in os.environ.items() if k not in left_out}
+    environment.update(env)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env=environment)
+
+
+_STATE = (
+    "import os, numba\n"
+    "from tinylm.kernels import blas_pool, threads\n"
+    "print(numba.get_num_threads(), numba.threading_layer(), blas_pool.is_shared(), threads.blas_threads(),\n"
+    "      os.environ.get('OMP_WAIT_POLICY'), blas_pool.available())\n"
+)
+
+
+def test_the_first_cpu_kernel_configures_the_threads_as_configure_threads_does():
+    # A user's loop calls no tinylm.kernels function: the first kernel sets up what the trainer would.
+    result = _run_fresh(
+        "import sys, numpy as np, tinylm, tinylm.nn.functional\n"
+        "from tinylm.kernels import get_kernel\n"
+        "assert 'numba' not in sys.modules\n"
+        "get_kernel('gelu_forward', 'numpy')  # the reference: nothing set up yet\n"
+        "from numba.np.ufunc import parallel\n"
+        "assert not parallel._is_initialized\n"
+        "y = tinylm.nn.functional.gelu(tinylm.tensor(np.ones((4, 4), np.float32)))  # kernel_for -> Numba\n"
+        "assert parallel._is_initialized\n" + _STATE
+    )
+    assert result.returncode == 0, result.stderr
+    threads, layer, shared, blas, wait_policy, available = result.stdout.split()
+    most = subprocess.run([sys.executable, "-c", "import numba; print(numba.config.NUMBA_NUM_THREADS)"],
+                          capture_output=True, text=True, timeout=120).stdout.strip()
+    assert threads == most and layer == "omp"
+    if available == "True":  # OpenBLAS 0.3.27 or later: one pool, whose threads spin briefly
+        assert shared == "True" and blas == most and wait_policy == "None"
+
+
+def test_an_earlier_configure_threads_is_kept():
+    result = _run_fresh(
+        "from tinylm.kernels import configure_threads, get_kernel\n"
+        "import numpy as np\n"
+        "configure_threads(1)\n"
+        "get_kernel('layernorm_forward')(np.ones((4, 8), np.float32), np.ones(8, np.float32), None, 1e-5)\n"
+        + _STATE
+    )
+    assert result.returncode == 0, result.stderr
+    threads, _, _, blas, _, _ = result.stdout.split()
+    assert threads == "1" and blas in ("1", "None")
+
+
+@pytest.mark.parametrize("variable, value", [("NUMBA_NUM_THREADS", "1"), ("OPENBLAS_NUM_THREADS", "1"),
+                                             ("OMP_WAIT_POLICY", "PASSIVE")])
+def test_a_users_thread_setting_in_the_environment_is_left_alone(variable, value):
+    result = _run_fresh(
+        "import numpy as np\n"
+        "from tinylm.kernels import get_kernel, threads\n"
+        "assert threads.configure_default_threads is not None\n"
+        "get_kernel('gelu_forward')(np.ones(8, np.float32))\n"
+        "assert threads.configure_default_threads() is None\n" + _STATE,
+        **{variable: value},
+    )
+    assert result.returncode == 0, result.stderr
+    _, _, shared, _, wait_policy, _ = result.stdout.split()
+    assert shared == "False" and wait_policy == "PASSIVE"  # OpenBLAS kept its threads; Numba's sleep at once
+
+
+def test_threads_started_by_the_users_own_parallel_code_are_left_alone():
+    result = _run_fresh(
+        "import numba, numpy as np\n"
+        "@numba.njit(parallel=True)\n"
+        "def total(x):\n"
+        "    s = 0.0\n"
+        "    for i in numba.prange(x.shape[0]):\n"
+        "        s += x[i]\n"
+        "    return s\n"
+        "total(np.ones(1000))\n"
+        "from tinylm.kernels import get_kernel\n"
+        "get_kernel('gelu_forward')(np.ones(8, np.float32))\n" + _STATE
+    )
+    assert result.returncode == 0, result.stderr
+    _, _, shared, _, _, _ = result.stdout.split()
+    assert shared == "False"
