@@ -359,6 +359,7 @@ def blas_threads_at_most(n):
     core busy each call may wait a whole time slice for it (sampling from the
     small GPT: about 3x as long on two BLAS threads as on one; ``docs/performance.md``).
     """
+    configure_default_threads()  # now, not at the block's first kernel, where it would undo the limit
     previous = blas_threads()
     if previous is None or previous <= n:
         yield

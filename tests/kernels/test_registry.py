@@ -256,3 +256,21 @@ def test_threads_started_by_the_users_own_parallel_code_are_left_alone():
     assert result.returncode == 0, result.stderr
     _, _, shared, _, _, _ = result.stdout.split()
     assert shared == "False"
+
+
+def test_the_first_kernel_inside_blas_threads_at_most_keeps_the_limit():
+    # Decoding (GPT.generate) may be a program's first use of a kernel: the automatic
+    # set-up must not raise OpenBLAS's count again inside the block.
+    result = _run_fresh(
+        "import numpy as np\n"
+        "from tinylm.kernels import blas_threads_at_most, get_kernel\n"
+        "from tinylm.kernels.threads import blas_threads\n"
+        "with blas_threads_at_most(1):\n"
+        "    get_kernel('gelu_forward')(np.ones(8, np.float32))\n"
+        "    inside = blas_threads()\n"
+        "print(inside, blas_threads())\n"
+    )
+    assert result.returncode == 0, result.stderr
+    inside, after = result.stdout.split()
+    if inside != "None":
+        assert inside == "1" and int(after) >= 1
