@@ -5,10 +5,14 @@
   more numerous ones.
 - Numba's CUDA kernels run under the CUDA simulator unless a GPU is usable;
   the variable must be set before numba is first imported.
+- Every test runs in its own temporary directory, so a relative path (the
+  CLI's default ``out/``) can never read or write the folder pytest was
+  started from.
 """
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 from tinylm import backend
@@ -21,19 +25,24 @@ settings.register_profile(
     derandomize=True,
     deadline=None,
     max_examples=30,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    # function_scoped_fixture: every test runs in a temporary directory (below), which no example changes
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
     database=None,
 )
-settings.register_profile("explore", deadline=None, max_examples=300)
+settings.register_profile("explore", deadline=None, max_examples=300,
+                          suppress_health_check=[HealthCheck.function_scoped_fixture])
 settings.load_profile("default")
+
+
+@pytest.fixture(autouse=True)
+def _in_a_temporary_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
 
 
 # ----- parity tests against PyTorch --------------------------------------------
 # Tests marked `parity` compare tinylm with PyTorch (an extra: pip install
 # 'tinylm[parity]'). Without torch they skip, except where TINYLM_REQUIRE_PARITY=1
 # (as .ci/run sets): there a parity test that does not run fails the suite.
-
-import pytest  # noqa: E402
 
 REQUIRE_PARITY = os.environ.get("TINYLM_REQUIRE_PARITY") == "1"
 

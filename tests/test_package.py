@@ -2,6 +2,11 @@
 
 import subprocess
 import sys
+from pathlib import Path
+
+import tinylm
+
+REPOSITORY = Path(__file__).resolve().parents[1]
 
 
 def _run(code, cwd="/"):
@@ -18,6 +23,11 @@ def test_import_loads_neither_numba_nor_cupy():
 
 
 def test_kernels_install_as_tinylm_kernels():
-    path = _run("import tinylm.kernels as k; print(k.__file__)")
-    assert path.strip().endswith("kernels/__init__.py")
-    assert "tinylm/kernels" not in path  # the top-level kernels/ folder, mapped by setup.py
+    """``tinylm.kernels`` is the top-level ``kernels/`` folder (mapped by setup.py), not a
+    ``tinylm/kernels`` folder, wherever the repository was cloned (also into a folder named tinylm)."""
+    path = Path(_run("import tinylm.kernels as k; print(k.__file__)").strip()).resolve()
+    package = Path(tinylm.__file__).resolve().parent
+    assert path.name == "__init__.py" and path.parent.name == "kernels"
+    assert path.parent.parent != package  # not inside the tinylm package
+    if (REPOSITORY / "kernels" / "__init__.py").is_file() and package.parent == REPOSITORY:  # an editable install
+        assert path.parent == REPOSITORY / "kernels"
