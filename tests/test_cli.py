@@ -12,32 +12,7 @@ import pytest
 from tinylm import cli
 from tinylm.training import trainer as trainer_module
 
-TEXT = "".join(f"{w} " for w in "to be or not to be that is the question whether tis nobler".split()) * 60
-SMALL = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "8", "--batch-size", "4",
-         "--eval-iters", "2", "--warmup-iters", "2"]  # fmt: skip
-
-
-@pytest.fixture
-def corpus(tmp_path):
-    path = tmp_path / "corpus.txt"
-    path.write_text(TEXT)
-    return path
-
-
-@pytest.fixture
-def trained(corpus, tmp_path):
-    out = tmp_path / "run"
-    assert cli.main(["train", "--data", str(corpus), "--out", str(out), "--max-iters", "8", "--eval-interval", "4",
-                     "--quiet", *SMALL]) == 0  # fmt: skip
-    return out
-
-
-def _one_line_error(capsys, code, pattern):
-    captured = capsys.readouterr()
-    assert code == cli.EXIT_USER_ERROR, captured.err
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in captured.err, captured.err
-    assert pattern in lines[0], lines[0]
+from tests.cli_cases import SMALL, TEXT, corpus, one_line_error, trained  # noqa: F401 (fixtures)
 
 
 def test_train_sample_and_eval_end_to_end(trained, corpus, capsys):
@@ -107,42 +82,42 @@ def test_no_arguments_trains_the_default_gpt_on_the_bundled_text(monkeypatch, tm
     ],
 )
 def test_bad_arguments_give_one_line_and_exit_code_2(capsys, arguments, pattern):
-    _one_line_error(capsys, cli.main(arguments), pattern)
+    one_line_error(capsys, cli.main(arguments), pattern)
 
 
 def test_threads_beyond_the_pool_are_one_line(corpus, tmp_path, capsys):
     code = cli.main(["train", "--data", str(corpus), "--out", str(tmp_path / "o"), "--threads", "999"])
-    _one_line_error(capsys, code, "--threads 999: configure_threads: n must be between 1 and")
+    one_line_error(capsys, code, "--threads 999: configure_threads: n must be between 1 and")
 
 
 def test_an_empty_data_file_is_one_line(tmp_path, capsys):
     empty = tmp_path / "empty.txt"
     empty.write_text("")
-    _one_line_error(capsys, cli.main(["train", "--data", str(empty), "--out", str(tmp_path / "o")]), "is empty")
+    one_line_error(capsys, cli.main(["train", "--data", str(empty), "--out", str(tmp_path / "o")]), "is empty")
 
 
 def test_a_block_size_larger_than_the_data_is_one_line(corpus, tmp_path, capsys):
     code = cli.main(["train", "--data", str(corpus), "--out", str(tmp_path / "o"), "--block-size", "100000"])
-    _one_line_error(capsys, code, "--block-size 100000 is larger than the training data")
+    one_line_error(capsys, code, "--block-size 100000 is larger than the training data")
 
 
 def test_an_unknown_config_key_is_one_line(tmp_path, capsys):
     config = tmp_path / "run.toml"
     config.write_text("max_iter = 10\n")
     code = cli.main(["train", "--config", str(config)])
-    _one_line_error(capsys, code, "unknown setting 'max_iter' (did you mean max-iters")
+    one_line_error(capsys, code, "unknown setting 'max_iter' (did you mean max-iters")
 
 
 def test_a_prompt_outside_the_vocabulary_is_one_line(trained, capsys):
     code = cli.main(["sample", "--ckpt", str(trained), "--prompt", "Zebra!"])
-    _one_line_error(capsys, code, "the prompt 'Zebra!' cannot be encoded")
+    one_line_error(capsys, code, "the prompt 'Zebra!' cannot be encoded")
 
 
 def test_an_eval_text_outside_the_vocabulary_names_the_file(trained, tmp_path, capsys):
     text = tmp_path / "other.txt"
     text.write_text("Zebra!")
     code = cli.main(["eval", "--ckpt", str(trained), "--data", str(text)])
-    _one_line_error(capsys, code, f"the text of {text} cannot be encoded")
+    one_line_error(capsys, code, f"the text of {text} cannot be encoded")
 
 
 def test_a_corrupt_checkpoint_is_one_line_and_a_failed_run_overwrites_nothing(trained, corpus, capsys):
@@ -150,11 +125,11 @@ def test_a_corrupt_checkpoint_is_one_line_and_a_failed_run_overwrites_nothing(tr
     weights = trained / record["weights"]["file"]
     weights.write_bytes(weights.read_bytes()[:-100])
     before = {p.name: p.read_bytes() for p in trained.iterdir() if p.is_file()}
-    _one_line_error(capsys, cli.main(["sample", "--ckpt", str(trained)]), "truncated or corrupt")
+    one_line_error(capsys, cli.main(["sample", "--ckpt", str(trained)]), "truncated or corrupt")
     code = cli.main(["train", "--data", str(corpus), "--out", str(trained), "--resume", "--max-iters", "20", *SMALL])
-    _one_line_error(capsys, code, "truncated or corrupt")
+    one_line_error(capsys, code, "truncated or corrupt")
     code = cli.main(["train", "--data", str(corpus), "--out", str(trained), "--max-iters", "20"])
-    _one_line_error(capsys, code, "already holds a checkpoint")
+    one_line_error(capsys, code, "already holds a checkpoint")
     assert {p.name: p.read_bytes() for p in trained.iterdir() if p.is_file()} == before
 
 
@@ -162,7 +137,7 @@ def test_a_checkpoint_whose_vocabulary_does_not_match_its_tokenizer_is_one_line(
     record = json.loads((trained / "ckpt.json").read_text())
     record["tokenizer"]["chars"] = record["tokenizer"]["chars"][:-1]  # one character fewer
     (trained / "ckpt.json").write_text(json.dumps(record))
-    _one_line_error(capsys, cli.main(["sample", "--ckpt", str(trained)]), "a tokenizer of")
+    one_line_error(capsys, cli.main(["sample", "--ckpt", str(trained)]), "a tokenizer of")
 
 
 def test_ctrl_c_in_a_real_process_checkpoints_and_exits_130(corpus, tmp_path):

@@ -166,7 +166,7 @@ class GPT(nn.Module):
         """Extend ``idx`` (B, T) by ``max_new_tokens`` sampled tokens; returns (B, T + new) int64.
 
         The model sees at most ``block_size`` tokens. When the context is full it
-        restarts from its last ``block_size // 2`` tokens. With ``use_cache`` a
+        restarts from its last ``block_size // 2`` tokens (at least one). With ``use_cache`` a
         ``GPTDecoder`` (tinylm.models.decoding) runs each new position through
         all the layers in one ``gpt_decode_step`` kernel call, without Tensors,
         and keeps the keys and values of the context, so each new token costs
@@ -186,7 +186,7 @@ class GPT(nn.Module):
             fed = context_start  # tokens[:, context_start:fed] are stored in the decoder
             for _ in range(max_new_tokens):
                 if tokens.shape[1] - context_start > block:
-                    context_start = tokens.shape[1] - block // 2
+                    context_start = tokens.shape[1] - max(1, block // 2)  # a block of 1 keeps its one token
                     if decoder is not None:
                         decoder.reset()
                         fed = context_start

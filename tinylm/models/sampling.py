@@ -4,6 +4,8 @@ The draws come from tinylm's generator, so ``tinylm.manual_seed`` makes a
 sample reproducible.
 """
 
+import math
+
 import numpy as np
 
 from tinylm import backend, random
@@ -11,8 +13,8 @@ from tinylm.errors import ConfigError
 
 
 def check_sampling(temperature, top_k, top_p):
-    if temperature < 0:
-        raise ConfigError(f"temperature must not be negative, got {temperature}")
+    if not (math.isfinite(temperature) and temperature >= 0):
+        raise ConfigError(f"temperature must be a finite number >= 0, got {temperature}")
     if top_k is not None and top_k < 1:
         raise ConfigError(f"top-k must be at least 1, got {top_k}")
     if top_p is not None and not 0.0 < top_p <= 1.0:
