@@ -79,7 +79,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1337])
     parser.add_argument("--max-iters", type=int, default=2000)
-    parser.add_argument("--threads", type=int, default=0, help="0: tinylm's default")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(),
+                        help="pinned, so that the losses repeat bit for bit (0: tinylm's own choice by timing)")
     parser.add_argument("--out", default="runs/quality", help="one subdirectory per seed")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     blas_env.add_option(parser)
