@@ -12,6 +12,8 @@ import numpy as _np
 from tinylm import backend
 from tinylm.memory import keep_freed_memory as _keep_freed_memory
 from tinylm.backend import cuda_is_available
+# every public op (tinylm.ops.__all__) as tinylm.<op>; the names below take precedence
+from tinylm.ops import *  # noqa: F403
 from tinylm.creation import (
     arange,
     from_numpy,
@@ -26,39 +28,6 @@ from tinylm.creation import (
     zeros_like,
 )
 from tinylm.gradcheck import GradcheckError, gradcheck
-from tinylm.ops import (
-    abs,
-    argmax,
-    argmin,
-    cat,
-    chunk,
-    clone,
-    erf,
-    exp,
-    flatten,
-    gather,
-    log,
-    log_softmax,
-    masked_fill,
-    matmul,
-    max,
-    mean,
-    min,
-    permute,
-    relu,
-    reshape,
-    sigmoid,
-    softmax,
-    split,
-    sqrt,
-    squeeze,
-    stack,
-    sum,
-    tanh,
-    transpose,
-    unsqueeze,
-    where,
-)
 from tinylm.random import get_rng_state, manual_seed, set_rng_state
 from tinylm.tensor import (
     Function,
