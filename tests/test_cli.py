@@ -12,7 +12,7 @@ import pytest
 from tinylm import cli
 from tinylm.training import trainer as trainer_module
 
-from tests.cli_cases import SMALL, TEXT, corpus, one_line_error, trained  # noqa: F401 (fixtures)
+from tests.small_runs import SMALL, TEXT, corpus, one_line_error, trained  # noqa: F401 (fixtures)
 
 
 def test_train_sample_and_eval_end_to_end(trained, corpus, capsys):

@@ -6,7 +6,7 @@ import pytest
 
 from tinylm import backend, cli
 
-from tests.cli_cases import SMALL, corpus, one_line_error, trained  # noqa: F401 (fixtures)
+from tests.small_runs import SMALL, corpus, one_line_error, trained  # noqa: F401 (fixtures)
 
 
 def _train(corpus, *arguments):

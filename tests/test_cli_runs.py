@@ -13,7 +13,7 @@ import pytest
 from tinylm import __version__, cli
 from tinylm.training import trainer as trainer_module
 
-from tests.cli_cases import SMALL, corpus, one_line_error  # noqa: F401 (a fixture)
+from tests.small_runs import SMALL, corpus, one_line_error  # noqa: F401 (a fixture)
 
 # A non-default run: another width, learning rate, schedule and evaluation interval.
 CUSTOM = [*SMALL, "--lr", "0.003", "--warmup-iters", "3", "--eval-interval", "4", "--log-interval", "1"]

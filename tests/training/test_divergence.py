@@ -9,25 +9,9 @@ import pytest
 from tinylm.errors import ConfigError
 from tinylm.training import checkpoint
 from tinylm.training import trainer as trainer_module
-from tinylm.training.config import make_config
 from tinylm.training.trainer import MAX_SKIPPED_IN_A_ROW, Trainer, TrainingDiverged, read_log
 
-TEXT = "".join(f"{w} " for w in "to be or not to be that is the question whether tis nobler".split()) * 60
-
-
-@pytest.fixture
-def corpus(tmp_path):
-    path = tmp_path / "corpus.txt"
-    path.write_text(TEXT)
-    return path
-
-
-def _config(corpus, out, **overrides):
-    settings = dict(data=str(corpus), out=str(out), n_layer=1, n_head=2, n_embd=16, block_size=8, batch_size=4,
-                    max_iters=12, eval_interval=4, eval_iters=2, warmup_iters=2, log_interval=1, seed=3,
-                    threads=1)  # fmt: skip
-    settings.update(overrides)
-    return make_config(("test", settings))
+from tests.small_runs import corpus, small_config  # noqa: F401 (a fixture)
 
 
 def _files(directory):
@@ -48,7 +32,7 @@ def _poison_weights_at(trainer, step):
 
 def test_a_loss_that_stays_nan_stops_the_run_and_keeps_the_good_checkpoint(corpus, tmp_path):
     out = tmp_path / "run"
-    trainer = Trainer(_config(corpus, out), progress=False)
+    trainer = Trainer(small_config(corpus, out), progress=False)
     _poison_weights_at(trainer, 5)  # steps 6, 7 and 8 (counted as the log counts them) have a NaN loss
     with pytest.raises(TrainingDiverged, match=r"the loss is nan at steps 6, 7, 8, each skipped.*\(step 4\) was kept"):
         trainer.run()
@@ -62,7 +46,7 @@ def test_a_loss_that_stays_nan_stops_the_run_and_keeps_the_good_checkpoint(corpu
 
 def test_an_evaluation_that_is_not_finite_writes_no_checkpoint(corpus, tmp_path):
     out = tmp_path / "run"
-    trainer = Trainer(_config(corpus, out), progress=False)
+    trainer = Trainer(small_config(corpus, out), progress=False)
     _poison_weights_at(trainer, 7)  # step 8 trains on NaN weights (skipped), then step 8 evaluates
     with pytest.raises(TrainingDiverged, match=r"at step 8 the evaluation loss is not finite.*\(step 4\) was kept"):
         trainer.run()
@@ -71,7 +55,7 @@ def test_an_evaluation_that_is_not_finite_writes_no_checkpoint(corpus, tmp_path)
 
 def test_non_finite_weights_are_never_written_over_a_good_checkpoint(corpus, tmp_path):
     out = tmp_path / "run"
-    trainer = Trainer(_config(corpus, out, max_iters=4), progress=False)
+    trainer = Trainer(small_config(corpus, out, max_iters=4), progress=False)
     trainer.run()
     before = _files(out)
     trainer.parameters[0].data[0, 0] = np.inf
@@ -90,7 +74,7 @@ def test_one_bad_step_is_skipped_counted_and_the_run_goes_on(corpus, tmp_path, m
         return norm * math.nan if len(calls) == 5 else norm
 
     monkeypatch.setattr(trainer_module, "clip_grad_norm_", clip_with_one_nan)
-    trainer = Trainer(_config(corpus, tmp_path / "run", grad_clip=0.0), progress=False)
+    trainer = Trainer(small_config(corpus, tmp_path / "run", grad_clip=0.0), progress=False)
     before = [p.data.copy() for p in trainer.parameters]
     original = trainer.optimizer.step
     steps_taken = []
@@ -114,7 +98,7 @@ def test_one_bad_step_is_skipped_counted_and_the_run_goes_on(corpus, tmp_path, m
 )  # fmt: skip
 def test_rates_and_factors_must_be_finite_and_in_range(corpus, tmp_path, setting, value, message):
     with pytest.raises(ConfigError) as error:
-        _config(corpus, tmp_path / "run", **{setting: value})
+        small_config(corpus, tmp_path / "run", **{setting: value})
     assert message in str(error.value)
 
 
@@ -123,9 +107,9 @@ def test_rates_and_factors_must_be_finite_and_in_range(corpus, tmp_path, setting
 
 def test_overwrite_that_fails_during_training_leaves_the_old_run_as_it_was(corpus, tmp_path):
     out = tmp_path / "run"
-    Trainer(_config(corpus, out, max_iters=8, keep="best,latest"), progress=False).run()
+    Trainer(small_config(corpus, out, max_iters=8, keep="best,latest"), progress=False).run()
     before = _files(out)
-    trainer = Trainer(_config(corpus, out, overwrite=True, seed=5), progress=False)
+    trainer = Trainer(small_config(corpus, out, overwrite=True, seed=5), progress=False)
     _poison_weights_at(trainer, 5)
     with pytest.raises(TrainingDiverged):
         trainer.run()
@@ -135,18 +119,18 @@ def test_overwrite_that_fails_during_training_leaves_the_old_run_as_it_was(corpu
 
 def test_overwrite_that_fails_before_training_leaves_the_old_run_as_it_was(corpus, tmp_path):
     out = tmp_path / "run"
-    Trainer(_config(corpus, out, max_iters=4), progress=False).run()
+    Trainer(small_config(corpus, out, max_iters=4), progress=False).run()
     before = _files(out)
     with pytest.raises(ConfigError, match="need about"):  # refused only once the data is read
-        Trainer(_config(corpus, out, overwrite=True, n_embd=2**20, n_head=1), progress=False)
+        Trainer(small_config(corpus, out, overwrite=True, n_embd=2**20, n_head=1), progress=False)
     assert _files(out) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.txt", "run"]
 
 
 def test_overwrite_that_finishes_replaces_the_old_run(corpus, tmp_path):
     out = tmp_path / "run"
-    Trainer(_config(corpus, out, max_iters=4), progress=False).run()
-    Trainer(_config(corpus, out, max_iters=8, overwrite=True), progress=False).run()
+    Trainer(small_config(corpus, out, max_iters=4), progress=False).run()
+    Trainer(small_config(corpus, out, max_iters=8, overwrite=True), progress=False).run()
     assert json.loads((out / "ckpt.json").read_text())["step"] == 8
     assert [e["step"] for e in read_log(out) if "val_loss" in e] == [0, 4, 8]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.txt", "run"]

@@ -9,27 +9,10 @@ import pytest
 
 from tinylm.errors import CheckpointError, ConfigError, DataError
 from tinylm.training import checkpoint
-from tinylm.training.config import make_config
 from tinylm.training.trainer import Trainer, TrainingInterrupted, read_log
 
-TEXT = "".join(f"{w} " for w in "to be or not to be that is the question whether tis nobler".split()) * 60
+from tests.small_runs import corpus, small_config  # noqa: F401 (a fixture)
 
-
-@pytest.fixture
-def corpus(tmp_path):
-    path = tmp_path / "corpus.txt"
-    path.write_text(TEXT)
-    return path
-
-
-def _config(corpus, out, **overrides):
-    # threads pinned: a run whose thread count the tuner changes rounds differently, and these tests compare
-    # runs bit for bit
-    settings = dict(data=str(corpus), out=str(out), n_layer=1, n_head=2, n_embd=16, block_size=8, batch_size=4,
-                    max_iters=12, eval_interval=4, eval_iters=2, warmup_iters=2, log_interval=1, seed=3,
-                    threads=1)  # fmt: skip
-    settings.update(overrides)
-    return make_config(("test", settings))
 
 
 def _weights(directory):
@@ -43,7 +26,7 @@ def _losses(directory):
 
 @pytest.mark.parametrize("model", ["gpt", "lstm"])
 def test_training_lowers_the_loss(corpus, tmp_path, model):
-    result = Trainer(_config(corpus, tmp_path / "run", model=model, max_iters=60, eval_interval=30, lr=3e-3),
+    result = Trainer(small_config(corpus, tmp_path / "run", model=model, max_iters=60, eval_interval=30, lr=3e-3),
                      progress=False).run()  # fmt: skip
     evals = [e for e in result.history if "val_loss" in e]
     assert [e["step"] for e in evals] == [0, 30, 60]
@@ -57,11 +40,11 @@ def test_resume_continues_exactly_as_one_run(corpus, tmp_path, model):
     # and step 6 is evaluated either way (it is a multiple of eval_interval)
     same = dict(model=model, dropout=0.1, eval_interval=3, lr_decay_iters=12)
     straight = tmp_path / "straight"
-    Trainer(_config(corpus, straight, **same), progress=False).run()
+    Trainer(small_config(corpus, straight, **same), progress=False).run()
 
     split = tmp_path / "split"
-    Trainer(_config(corpus, split, max_iters=6, **same), progress=False).run()
-    Trainer(_config(corpus, split, resume=True, **same), progress=False).run()
+    Trainer(small_config(corpus, split, max_iters=6, **same), progress=False).run()
+    Trainer(small_config(corpus, split, resume=True, **same), progress=False).run()
 
     assert _losses(split) == _losses(straight)
     for name, value in _weights(straight).items():
@@ -70,10 +53,10 @@ def test_resume_continues_exactly_as_one_run(corpus, tmp_path, model):
 
 def test_ctrl_c_writes_a_checkpoint_that_resumes_exactly(corpus, tmp_path):
     straight = tmp_path / "straight"
-    Trainer(_config(corpus, straight), progress=False).run()
+    Trainer(small_config(corpus, straight), progress=False).run()
 
     stopped = tmp_path / "stopped"
-    trainer = Trainer(_config(corpus, stopped), progress=False)
+    trainer = Trainer(small_config(corpus, stopped), progress=False)
     original = trainer.train_step
 
     def step_then_ctrl_c():
@@ -88,7 +71,7 @@ def test_ctrl_c_writes_a_checkpoint_that_resumes_exactly(corpus, tmp_path):
     assert stop.value.step == 6
     record = json.loads((stopped / "ckpt.json").read_text())
     assert record["step"] == 6 and record["evaluated"] is False
-    Trainer(_config(corpus, stopped, resume=True), progress=False).run()
+    Trainer(small_config(corpus, stopped, resume=True), progress=False).run()
     assert _losses(stopped) == _losses(straight)
     for name, value in _weights(straight).items():
         np.testing.assert_array_equal(_weights(stopped)[name], value, err_msg=name)
@@ -96,32 +79,32 @@ def test_ctrl_c_writes_a_checkpoint_that_resumes_exactly(corpus, tmp_path):
 
 def test_an_existing_checkpoint_is_never_overwritten_without_being_asked(corpus, tmp_path):
     out = tmp_path / "run"
-    Trainer(_config(corpus, out, max_iters=4), progress=False).run()
+    Trainer(small_config(corpus, out, max_iters=4), progress=False).run()
     before = (out / "ckpt.json").read_bytes()
     with pytest.raises(ConfigError, match="already holds a checkpoint"):
-        Trainer(_config(corpus, out), progress=False)
+        Trainer(small_config(corpus, out), progress=False)
     with pytest.raises(DataError, match="block-size 5000"):
-        Trainer(_config(corpus, out, block_size=5000, overwrite=True), progress=False)
+        Trainer(small_config(corpus, out, block_size=5000, overwrite=True), progress=False)
     assert (out / "ckpt.json").read_bytes() == before
-    Trainer(_config(corpus, out, max_iters=4, overwrite=True), progress=False).run()
+    Trainer(small_config(corpus, out, max_iters=4, overwrite=True), progress=False).run()
 
 
 def test_resume_refuses_a_checkpoint_of_another_vocabulary(corpus, tmp_path):
     out = tmp_path / "run"
-    Trainer(_config(corpus, out, max_iters=4), progress=False).run()
+    Trainer(small_config(corpus, out, max_iters=4), progress=False).run()
     data_dir = tmp_path / "other"
     from tinylm.data import prepare
 
     prepare(corpus, data_dir, tokenizer="bpe", vocab_size=300)
     with pytest.raises(ConfigError, match="--data .* differs from the run's"):
-        Trainer(_config(corpus, out, data=str(data_dir), resume=True), progress=False)
+        Trainer(small_config(corpus, out, data=str(data_dir), resume=True), progress=False)
     with pytest.raises(CheckpointError, match="no checkpoint"):
-        Trainer(_config(corpus, tmp_path / "empty", resume=True), progress=False)
+        Trainer(small_config(corpus, tmp_path / "empty", resume=True), progress=False)
 
 
 def test_a_truncated_or_corrupt_checkpoint_is_reported(corpus, tmp_path):
     out = tmp_path / "run"
-    Trainer(_config(corpus, out, max_iters=4), progress=False).run()
+    Trainer(small_config(corpus, out, max_iters=4), progress=False).run()
     record = json.loads((out / "ckpt.json").read_text())
     weights = out / record["weights"]["file"]
     payload = weights.read_bytes()
@@ -138,13 +121,13 @@ def test_a_truncated_or_corrupt_checkpoint_is_reported(corpus, tmp_path):
 
 def test_a_checkpoint_write_leaves_no_temporary_files_and_one_weights_file(corpus, tmp_path):
     out = tmp_path / "run"
-    Trainer(_config(corpus, out), progress=False).run()
+    Trainer(small_config(corpus, out), progress=False).run()
     assert sorted(p.name for p in out.glob("ckpt*")) == ["ckpt-00000012.safetensors", "ckpt.json"]
     assert not list(out.glob("*.tmp"))
 
 
 def test_the_log_records_evaluations_and_training_steps(corpus, tmp_path):
-    Trainer(_config(corpus, tmp_path / "run"), progress=False).run()
+    Trainer(small_config(corpus, tmp_path / "run"), progress=False).run()
     entries = read_log(tmp_path / "run")
     evals = [e for e in entries if "val_loss" in e]
     steps = [e for e in entries if "loss" in e]
@@ -160,7 +143,7 @@ def test_evaluation_in_groups_is_the_mean_of_the_batch_losses(corpus, tmp_path, 
     from tinylm import random
     from tinylm.training import trainer as trainer_module
 
-    config = _config(corpus, tmp_path / "run", model=model, dtype="float64", eval_iters=7)
+    config = small_config(corpus, tmp_path / "run", model=model, dtype="float64", eval_iters=7)
     trainer = Trainer(config, progress=False)
     state = random.get_rng_state()
     grouped = trainer_module.estimate_loss(trainer.model, trainer.data, config, 7)
