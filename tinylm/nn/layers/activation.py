@@ -1,4 +1,5 @@
-"""Activation and regularisation layers: ``ReLU``, ``GELU``, ``Tanh``, ``Sigmoid``, ``Softmax``, ``Dropout``."""
+"""Activation and regularisation layers: ``ReLU``, ``GELU``, ``Tanh``, ``Sigmoid``, ``Softmax``, ``LogSoftmax``,
+``Dropout``."""
 
 from tinylm.nn import functional as F
 from tinylm.nn.module import Module
@@ -35,13 +36,34 @@ class Sigmoid(Module):
         return F.sigmoid(x)
 
 
+def _implicit_dim(ndim):
+    """PyTorch's choice when ``Softmax``/``LogSoftmax`` is given no dim: 0 for 0-, 1- and 3-d inputs, else 1."""
+    return 0 if ndim in (0, 1, 3) else 1
+
+
 class Softmax(Module):
-    def __init__(self, dim):
+    """``softmax(x, dim)`` (with ``dim=None``, PyTorch's legacy choice: see ``_implicit_dim``)."""
+
+    def __init__(self, dim=None):
         super().__init__()
         self.dim = dim
 
     def forward(self, x):
-        return F.softmax(x, self.dim)
+        return F.softmax(x, _implicit_dim(x.ndim) if self.dim is None else self.dim)
+
+    def extra_repr(self):
+        return f"dim={self.dim}"
+
+
+class LogSoftmax(Module):
+    """``log_softmax(x, dim)``, computed stably (with ``dim=None``, as ``Softmax``)."""
+
+    def __init__(self, dim=None):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x):
+        return F.log_softmax(x, _implicit_dim(x.ndim) if self.dim is None else self.dim)
 
     def extra_repr(self):
         return f"dim={self.dim}"
