@@ -5,14 +5,62 @@ the first time something asks about the GPU, so ``import tinylm`` never pays
 for it. Everything else asks this module for the array module (``xp``) that
 matches an array or a device, and never branches on the library itself.
 
-Devices are plain strings: ``"cpu"`` or ``"cuda"`` (``"cuda:0"`` is accepted
-and means the same).
+Devices are strings: ``"cpu"`` or ``"cuda"`` (``"cuda:0"`` is accepted and
+means the same). ``Device`` (``tinylm.device``, PyTorch's ``torch.device``) is
+a ``str`` with PyTorch's ``.type`` and ``.index``, so it is accepted wherever a
+device string is, and ``Tensor.device`` returns one (equal to ``"cpu"``).
 """
 
 import numpy as np
 
 #: The dtype of tensors made from Python floats, and of new parameters.
 DEFAULT_FLOAT = np.dtype(np.float32)
+
+
+
+class Device(str):
+    """A device, as ``torch.device``: ``Device("cpu")``, ``Device("cuda")``, ``Device("cuda:0")``,
+    ``Device("cuda", 0)``.
+
+    It is the string PyTorch's ``str(device)`` gives (``"cuda:0"``), so it
+    compares equal to that string and goes wherever a device string goes;
+    ``.type`` is ``"cpu"`` or ``"cuda"`` and ``.index`` the number after the
+    colon, or None. Making one checks only its spelling; using a device that is
+    not there (``"cuda"`` without a GPU, ``"cuda:1"``) fails where it is used.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, type, index=None):  # noqa: A002 (PyTorch's argument name)
+        if isinstance(type, Device) and index is None:
+            return type
+        if not isinstance(type, str):
+            raise TypeError(f"device: expected a string such as 'cpu' or 'cuda:0', got {type!r}")
+        kind, colon, number = type.partition(":")
+        if kind not in ("cpu", "cuda") or (colon and not number.isdecimal()):
+            raise ValueError(f"device: expected 'cpu', 'cuda' or 'cuda:<index>', got {type!r}")
+        if colon and index is not None:
+            raise ValueError(f"device: {type!r} already holds an index; got index={index!r} as well")
+        if index is not None and (not isinstance(index, int) or isinstance(index, bool) or index < 0):
+            raise ValueError(f"device: index must be a non-negative int, got {index!r}")
+        index = int(number) if colon else index
+        return super().__new__(cls, kind if index is None else f"{kind}:{index}")
+
+    @property
+    def type(self):  # noqa: A003 (PyTorch's name)
+        return self.partition(":")[0]
+
+    @property
+    def index(self):
+        number = self.partition(":")[2]
+        return int(number) if number else None
+
+    def __repr__(self):
+        index = "" if self.index is None else f", index={self.index}"
+        return f"device(type='{self.type}'{index})"
+
+
+CPU, CUDA = Device("cpu"), Device("cuda")
 
 _cupy = None  # the cupy module, once it has been imported and found usable
 _cuda_problem = None  # why "cuda" cannot be used, once probed
@@ -60,12 +108,13 @@ def require_cuda():
 
 
 def normalize_device(device):
-    """Map a user's device argument to ``"cpu"`` or ``"cuda"``; check that it can be used."""
-    if device is None or device == "cpu":
-        return "cpu"
-    if device in ("cuda", "cuda:0"):
+    """Map a user's device argument (a string or a ``Device``) to ``CPU`` or ``CUDA``; check that it
+    can be used."""
+    if device is None or device == "cpu" or device == "cpu:0":
+        return CPU
+    if device == "cuda" or device == "cuda:0":
         require_cuda()
-        return "cuda"
+        return CUDA
     raise ValueError(f"unknown device {device!r}: expected 'cpu' or 'cuda'")
 
 
@@ -85,8 +134,8 @@ def array_module(array):
 
 
 def device_of(array):
-    """``"cpu"`` for a NumPy array, ``"cuda"`` for a CuPy array."""
-    return "cpu" if isinstance(array, (np.ndarray, np.generic)) else "cuda"
+    """``CPU`` (equal to ``"cpu"``) for a NumPy array, ``CUDA`` (``"cuda"``) for a CuPy array."""
+    return CPU if isinstance(array, (np.ndarray, np.generic)) else CUDA
 
 
 def to_device(array, device):

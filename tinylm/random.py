@@ -6,6 +6,11 @@ can be saved and restored (``get_rng_state`` / ``set_rng_state``) so a resumed
 training run continues with the very numbers it would have drawn; a state that
 is not one ``get_rng_state`` gave (say, edited in a checkpoint) is refused
 with a ValueError, and ``check_rng_state`` checks one without restoring it.
+
+``Generator`` is PyTorch's ``torch.Generator``: a generator of one's own, for
+the functions that take ``generator=`` (``randn``, ``randint``, ``randperm``,
+``multinomial``, ``DataLoader``, ``random_split``), leaving the shared one
+untouched.
 """
 
 import numpy as np
@@ -15,17 +20,74 @@ DEFAULT_SEED = 0  # as in PyTorch, a fresh process is deterministic until seeded
 _generator = np.random.default_rng(DEFAULT_SEED)
 
 
+def _checked_seed(seed, op="manual_seed"):
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, (bool, np.bool_)) or seed < 0:
+        raise ValueError(f"{op}: expected a non-negative int, got {seed!r}")
+    return int(seed)
+
+
 def manual_seed(seed):
     """Reset the generator to a known state."""
     global _generator
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"manual_seed: expected a non-negative int, got {seed!r}")
-    _generator = np.random.default_rng(int(seed))
+    _generator = np.random.default_rng(_checked_seed(seed))
 
 
-def generator():
-    """The NumPy ``Generator`` in use (reseeding replaces it, so ask again each time)."""
-    return _generator
+def generator(chosen=None):
+    """The NumPy ``Generator`` to draw from: ``chosen``'s (a ``Generator``) if given, else the shared
+    one in use (reseeding replaces it, so ask again each time)."""
+    if chosen is None:
+        return _generator
+    if not isinstance(chosen, Generator):
+        raise TypeError(f"generator: expected a tinylm.Generator or None, got {type(chosen).__name__}")
+    return chosen._numpy
+
+
+class Generator:
+    """A random-number generator of its own, as ``torch.Generator``: ``Generator().manual_seed(3)``.
+
+    Draws come from a NumPy ``Generator`` (PCG64) on the CPU, whatever
+    ``device`` says, so one seed gives the same numbers as on every device;
+    they are not the numbers PyTorch's generator gives for that seed. A new
+    generator starts from PyTorch's fixed default seed, so it is deterministic
+    until seeded. ``get_state``/``set_state`` take the dicts of
+    ``get_rng_state`` (not PyTorch's byte tensors).
+    """
+
+    DEFAULT_SEED = 67280421310721  # torch.Generator().initial_seed()
+
+    def __init__(self, device="cpu"):
+        from tinylm.backend import Device  # a device is checked for its spelling only, as PyTorch does
+
+        self.device = Device(device)
+        self.manual_seed(self.DEFAULT_SEED)
+
+    def manual_seed(self, seed):
+        """Restart from ``seed`` (a non-negative int); returns the generator, as PyTorch does."""
+        self._initial_seed = _checked_seed(seed, "Generator.manual_seed")
+        self._numpy = np.random.default_rng(self._initial_seed)
+        return self
+
+    def seed(self):
+        """Restart from a seed taken from the operating system's entropy; returns that seed."""
+        seed = int(np.random.SeedSequence().entropy % 2**63)
+        self.manual_seed(seed)
+        return seed
+
+    def initial_seed(self):
+        """The seed last given to ``manual_seed`` (or ``seed``)."""
+        return self._initial_seed
+
+    def get_state(self):
+        """The state, as a JSON-serialisable dict (``set_state`` restores it)."""
+        return self._numpy.bit_generator.state
+
+    def set_state(self, state):
+        """Restore a state ``get_state`` (or ``tinylm.get_rng_state``) returned; ValueError for any other."""
+        self._numpy = np.random.Generator(_bit_generator_from(state))
+        return self
+
+    def __repr__(self):
+        return f"tinylm.Generator(device='{self.device}', initial_seed={self._initial_seed})"
 
 
 def get_rng_state():
