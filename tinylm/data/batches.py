@@ -1,4 +1,4 @@
-"""Batches of token windows: nanoGPT's random windows, sliding windows, and a DataLoader.
+"""Batches of token windows: nanoGPT's random windows, sliding windows, and a DataLoader over them.
 
 A window of ``block_size + 1`` consecutive tokens gives one training example:
 the first ``block_size`` tokens are the input, the last ``block_size`` the
@@ -10,6 +10,9 @@ import numpy as np
 from tinylm import random
 from tinylm.creation import tensor
 from tinylm.errors import DataError
+from tinylm.random import Generator
+from tinylm.tensor import Tensor
+from tinylm.utils.data import DataLoader as _TorchDataLoader
 
 
 def _check_long_enough(data, block_size, what="the data"):
@@ -55,41 +58,23 @@ class SlidingWindows:
         return window[:-1], window[1:]
 
 
-class DataLoader:
-    """Batches of a dataset's items, each field stacked into a tensor.
+class DataLoader(_TorchDataLoader):
+    """``tinylm.utils.data.DataLoader`` (PyTorch's) with two conveniences for token windows.
 
-    ``dataset`` is anything with ``len`` and integer indexing whose items are
-    tuples of arrays or numbers (such as ``SlidingWindows``). With ``shuffle``,
-    each pass draws a new order from a generator seeded by ``seed`` (or, with no
-    seed, by tinylm's generator); ``drop_last`` drops a final short batch.
+    ``seed`` gives the loader a generator of its own for ``shuffle`` (without
+    one, the order comes from tinylm's generator, or from ``generator=``);
+    ``device`` is where the batches go. Over ``SlidingWindows`` a batch is
+    ``[x, y]``, two int64 tensors of shape (batch_size, block_size).
     """
 
-    def __init__(self, dataset, batch_size=1, shuffle=False, drop_last=False, seed=None, device="cpu"):
-        if batch_size < 1:
+    def __init__(self, dataset, batch_size=1, shuffle=False, drop_last=False, seed=None, device="cpu", **options):
+        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise DataError(f"batch_size must be at least 1, got {batch_size}")
-        self.dataset, self.batch_size, self.shuffle, self.drop_last = dataset, batch_size, shuffle, drop_last
+        if seed is not None:
+            options.setdefault("generator", Generator().manual_seed(seed))
+        super().__init__(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, **options)
         self.device = device
-        self._order_rng = np.random.default_rng(seed) if seed is not None else None
-
-    def __len__(self):
-        full, rest = divmod(len(self.dataset), self.batch_size)
-        return full if self.drop_last or not rest else full + 1
 
     def __iter__(self):
-        order = np.arange(len(self.dataset))
-        if self.shuffle:
-            rng = self._order_rng if self._order_rng is not None else random.generator()
-            order = rng.permutation(order)
-        for start in range(0, len(order), self.batch_size):
-            chosen = order[start : start + self.batch_size]
-            if self.drop_last and len(chosen) < self.batch_size:
-                return
-            items = [self.dataset[int(i)] for i in chosen]
-            fields = items[0] if isinstance(items[0], tuple) else None
-            if fields is None:
-                yield tensor(np.stack([np.asarray(item) for item in items]), device=self.device)
-            else:
-                yield tuple(
-                    tensor(np.stack([np.asarray(item[k]) for item in items]), device=self.device)
-                    for k in range(len(fields))
-                )
+        for batch in super().__iter__():
+            yield batch.to(self.device) if isinstance(batch, Tensor) else [field.to(self.device) for field in batch]
