@@ -17,7 +17,8 @@ import numpy as np
 
 DEFAULT_SEED = 0  # as in PyTorch, a fresh process is deterministic until seeded
 
-_generator = np.random.default_rng(DEFAULT_SEED)
+# Made on first use: numpy.random takes a noticeable part of `import tinylm` (docs/pytorch.md).
+_generator = None
 
 
 def _checked_seed(seed, op="manual_seed"):
@@ -35,7 +36,10 @@ def manual_seed(seed):
 def generator(chosen=None):
     """The NumPy ``Generator`` to draw from: ``chosen``'s (a ``Generator``) if given, else the shared
     one in use (reseeding replaces it, so ask again each time)."""
+    global _generator
     if chosen is None:
+        if _generator is None:
+            _generator = np.random.default_rng(DEFAULT_SEED)
         return _generator
     if not isinstance(chosen, Generator):
         raise TypeError(f"generator: expected a tinylm.Generator or None, got {type(chosen).__name__}")
@@ -92,7 +96,7 @@ class Generator:
 
 def get_rng_state():
     """The generator's state as a JSON-serialisable dict."""
-    return _generator.bit_generator.state
+    return generator().bit_generator.state
 
 
 def _bit_generator_from(state):
