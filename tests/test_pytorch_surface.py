@@ -93,3 +93,4 @@ def test_namespaces_are_reachable_after_the_bare_import_and_load_on_first_use():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
     assert result.stdout.strip() == "ok", result.stderr
+    assert {"nn", "optim", "utils", "cuda", "save", "load", "set_num_threads", "tensor"} <= set(dir(tinylm))

@@ -162,4 +162,12 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def __dir__():
+    """The names above, the functions loaded on first use and the submodules (for completion in a shell)."""
+    import pkgutil
+
+    submodules = {module.name for module in pkgutil.iter_modules(__path__) if not module.name.startswith("_")}
+    return sorted(set(globals()) | set(_LAZY_FUNCTIONS) | submodules)
+
+
 _keep_freed_memory()  # a training step reuses its freed activations' pages (see tinylm/memory.py)
