@@ -33,7 +33,8 @@ def test_creation_dtypes_and_values_match_torch(torch):
         (tinylm.linspace(0, 1, 5, dtype=tinylm.float64), torch.linspace(0, 1, 5, dtype=torch.float64)),
         (tinylm.linspace(3, 3, 1), torch.linspace(3, 3, 1)),
         (tinylm.linspace(0, 1, 0), torch.linspace(0, 1, 0)),
-        (tinylm.full_like(tinylm.zeros(2, dtype=tinylm.int64), 4), torch.full_like(torch.zeros(2, dtype=torch.int64), 4)),
+        (tinylm.full_like(tinylm.zeros(2, dtype=tinylm.int64), 4),
+         torch.full_like(torch.zeros(2, dtype=torch.int64), 4)),
     ]  # fmt: skip
     for ours, theirs in pairs:
         assert ours.dtype == theirs.numpy().dtype, (ours, theirs)
