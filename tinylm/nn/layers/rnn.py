@@ -9,6 +9,13 @@ Each (layer, direction) of a stack is one fused op from
 backpropagation through time; this module only stacks them: the backward
 direction's outputs are concatenated to the forward's (``tinylm.cat``), and
 dropout is applied between layers (not after the last) in training mode.
+
+A ``PackedSequence`` input (``tinylm.nn.utils.rnn``) runs through the same
+fused ops, unchanged: its steps fall into runs over which the number of
+sequences still going stays the same (one run per distinct length), and each
+run is one op over exactly those sequences, started from the states the run
+before left (see ``_packed_direction``). Every sequence then sees the same
+computation as alone, and its h_n is its state after its own last step.
 """
 
 import math
@@ -18,6 +25,7 @@ from tinylm.nn import functional as F
 from tinylm.nn import init
 from tinylm.nn.layers.linear import new_parameter
 from tinylm.nn.module import Module
+from tinylm.nn.utils.rnn import PackedSequence
 from tinylm.ops.fused.recurrent import GATES, MODES, recurrent_layer
 from tinylm.tensor import Tensor
 
@@ -196,8 +204,47 @@ class RNNBase(Module):
         Returns (output, h_n), or (output, (h_n, c_n)) for the LSTM; output holds the
         last layer's hidden states, both directions concatenated on the last axis.
         """
+        if isinstance(input, PackedSequence):
+            return self._forward_packed(input, hx)
         x, batched = self._check_input(input)
         return self._run_layers(x, None, hx, batched, x.shape[1])
+
+    def _forward_packed(self, packed, hx):
+        """A ``PackedSequence`` in, a ``PackedSequence`` (with the same batch_sizes and indices) out;
+        h0 and h_n are in the batch's original order, as PyTorch's."""
+        layer = type(self).__name__
+        data, batch_sizes, sorted_indices, unsorted_indices = packed
+        if not isinstance(data, Tensor) or data.ndim != 2 or data.shape[1] != self.input_size:
+            got = _shape(data) if isinstance(data, Tensor) else type(data).__name__
+            raise ValueError(f"{layer}: expected packed data of shape (sum of lengths, {self.input_size}), got {got}")
+        _check_dtype(layer, "input", data, self.weight_ih_l0.dtype)
+        sizes = [int(n) for n in batch_sizes.numpy()]
+        if not sizes or sum(sizes) != data.shape[0] or any(a < b for a, b in zip(sizes, sizes[1:])):
+            raise ValueError(f"{layer}: the PackedSequence's batch_sizes {sizes} do not describe its "
+                             f"{data.shape[0]} rows")  # fmt: skip
+        runs = _runs(sizes)
+        initial = self._initial_states(hx, data, sizes[0], True)
+        if sorted_indices is not None:  # h0 is given in the original order; the runs need the sorted one
+            order = sorted_indices.numpy()
+            initial = [[state[order] for state in states] for states in initial]
+        x, finals = data, []
+        for k in range(self.num_layers):
+            outputs = []
+            for direction in range(self.num_directions):
+                out, last = _packed_direction(
+                    self.mode, x, runs, initial[k * self.num_directions + direction], self._weights(k, direction),
+                    reverse=direction == 1,
+                )  # fmt: skip
+                outputs.append(out)
+                finals.append(last)
+            x = outputs[0] if len(outputs) == 1 else ops.cat(outputs, dim=1)
+            if k < self.num_layers - 1:
+                x = F.dropout(x, self.dropout, self.training)
+        states = [ops.stack([last[i] for last in finals], dim=0) for i in range(len(finals[0]))]
+        if unsorted_indices is not None:
+            states = [state[:, unsorted_indices.numpy()] for state in states]
+        output = PackedSequence(x, batch_sizes, sorted_indices, unsorted_indices)
+        return output, (states[0] if len(states) == 1 else tuple(states))
 
     def forward_embedded(self, weight, ids, hx=None):
         """The same as ``self(F.embedding(ids, weight), hx)``, computed more cheaply when the
@@ -269,6 +316,63 @@ class RNNBase(Module):
         if self.bidirectional:
             text += ", bidirectional=True"
         return text
+
+
+def _runs(sizes):
+    """The steps of a packing grouped where the batch size stays the same: a list of
+    (number of steps, batch size, first row in the packed data), in time order."""
+    runs, row, t = [], 0, 0
+    while t < len(sizes):
+        end = t
+        while end < len(sizes) and sizes[end] == sizes[t]:
+            end += 1
+        runs.append((end - t, sizes[t], row))
+        row += (end - t) * sizes[t]
+        t = end
+    return runs
+
+
+def _packed_direction(mode, x, runs, states, weights, reverse):
+    """One layer in one direction over packed rows x (N, I), sorted longest first.
+
+    Within a run of ``steps`` steps the first ``batch`` sequences are all going,
+    so its rows are one (steps, batch, I) block for the fused op. Forward in
+    time, a run starts from the first ``batch`` rows of the states the run
+    before ended with; the other rows belong to sequences that have just ended,
+    and are their h_n. Backward in time (``reverse``), the runs go from the
+    last to the first, and the sequences that join a run (the ones whose last
+    step is that run's last) start from their own rows of h0.
+
+    Returns (the output rows (N, H), in the packed order; the final states
+    [h_n] or [h_n, c_n], (B, H) each), all through the autograd graph.
+    """
+    outputs, batch_total = [], states[0].shape[0]
+    if not reverse:
+        ended = []  # per run boundary: the states of the sequences that stopped there
+        for steps, batch, row in runs:
+            if states[0].shape[0] > batch:
+                ended.append([state[batch:] for state in states])
+                states = [state[:batch] for state in states]
+            block = x[row : row + steps * batch].reshape(steps, batch, x.shape[1])
+            out, *states = recurrent_layer(mode, block, states, weights)
+            outputs.append(out.reshape(steps * batch, -1))
+        # rows 0..batch of the last run, then those that stopped, latest first
+        finals = [ops.cat([states[i]] + [part[i] for part in reversed(ended)], dim=0) if ended else states[i]
+                  for i in range(len(states))]  # fmt: skip
+        return (outputs[0] if len(outputs) == 1 else ops.cat(outputs, dim=0)), finals
+    carried = None
+    for steps, batch, row in reversed(runs):
+        if carried is None:
+            start = [state[:batch] if batch < batch_total else state for state in states]
+        elif carried[0].shape[0] < batch:  # sequences that end with this run start here from their h0
+            start = [ops.cat([c, state[c.shape[0] : batch]], dim=0) for c, state in zip(carried, states)]
+        else:
+            start = carried
+        block = x[row : row + steps * batch].reshape(steps, batch, x.shape[1])
+        out, *carried = recurrent_layer(mode, block, start, weights, reverse=True)
+        outputs.append(out.reshape(steps * batch, -1))
+    outputs.reverse()
+    return (outputs[0] if len(outputs) == 1 else ops.cat(outputs, dim=0)), carried
 
 
 class RNN(RNNBase):

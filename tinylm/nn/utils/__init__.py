@@ -1,10 +1,12 @@
-"""Utilities over a model's parameters: gradient clipping."""
+"""Utilities over a model's parameters (gradient clipping) and, in ``tinylm.nn.utils.rnn``,
+over batches of sequences of different lengths (padding and packing)."""
 
 import math
 
 import numpy as np
 
 from tinylm.backend import array_module
+from tinylm.nn.utils import rnn  # noqa: F401 (as PyTorch's torch.nn.utils.rnn)
 from tinylm.tensor import wrap
 
 
