@@ -32,11 +32,12 @@ Habits that run through every jitted function in this package:
   into one contiguous chunk per thread with ``prange`` and calls the same
   function on each chunk (which also gets its own scratch buffers). The
   launcher takes the parallel driver only when there is enough work to pay for
-  waking the threads (``use_parallel``; measured in ``benchmarks/bench_kernels.py``).
+  waking the threads (``use_parallel``; measured: docs/performance.md,
+  "Parallel thresholds (PARALLEL_MIN_WORK)").
 - **Loops index from 0.** Inner loops run over ``range(n)`` on a row or a slice.
   Indexing a whole array with ``k`` from ``range(start, stop)`` makes Numba
   guard every access against a negative ``k``, which stops LLVM from
-  vectorizing the loop (measured: ten times slower for AdamW).
+  vectorizing the loop (measured: docs/performance.md, "Loops that vectorize").
 """
 
 import hashlib
@@ -90,24 +91,13 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 #: Below this much work a parallel driver costs more in waking the threads than
 #: it saves. Work is the number of elements, doubled for kernels that evaluate an
-#: exp, tanh or erf per element. Measured on 2 idle cores with the omp layer
-#: (benchmarks/bench_kernels.py), a kernel alone: 2 threads gain 1.5-2.4x from
-#: about 50k elements of such kernels (cross entropy 768x65: 1.7x) and 100k of
-#: plain arithmetic (LayerNorm 768x128: 1.5x), and lose on the LSTM/GRU backward
-#: at 32x256 (25k-33k elements, 0.9x). Inside a training step the gain shrinks:
-#: after each matmul OpenBLAS's second thread keeps spinning on the other core
-#: for a while, and a parallel kernel's second thread must share that core. So
-#: the bar is twice the stand-alone one: 200 steps of an LSTM layer's loop
-#: ((32, 256) @ (256, 1024) on 2 BLAS threads, then the LSTM cell on (32, 1024),
-#: 65k of work) took 36-38 ms with the cell on 2 threads and 31 ms with it serial
-#: (the matmuls alone: 25 ms). Since the row sums vectorize (``lane_sum``) the
-#: serial row kernels are 1.5-3x faster, and 2 threads lose on them even alone:
-#: LayerNorm 768x512 (393k) 154 us against 84 us serial, the attention softmax
-#: of the GPT (12x4x64x64, 393k of work forward, 196k backward) 268/106 us
-#: against 255/54 us; kernels with 786k of work still gain (GELU 768x512
-#: 1.1-1.4x, cross entropy 768x512 forward 1.25x, AdamW over 800k 1.35x).
-#: With OpenBLAS on Numba's threads (``blas_pool.py``) the threads spin and
-#: the small kernels gain alone too, but whole steps did not move, so the bar stays.
+#: exp, tanh or erf per element. The bar sits well above where two threads start to
+#: pay for a kernel alone: inside a training step the kernel's second thread meets
+#: OpenBLAS's threads on the other core, and since the row sums vectorize
+#: (``lane_sum``) the serial row kernels beat two threads below it even alone. With
+#: OpenBLAS on Numba's threads (``blas_pool.py``) smaller kernels gain alone, but
+#: whole steps did not move, so the bar stays (measured: docs/performance.md,
+#: "Parallel thresholds (PARALLEL_MIN_WORK)").
 PARALLEL_MIN_WORK = 1 << 19
 
 #: Threads per block for the CUDA kernels; the shared-memory scratch of the
@@ -188,15 +178,14 @@ def chunk_count(n_items):
 def step_chunk_count(n_items):
     """Chunks for the parallel part of every time step of a compiled recurrent loop.
 
-    A step's cell is far below ``PARALLEL_MIN_WORK`` (LSTM, (32, 4 * 256): about
-    50 us serial), but it runs between two OpenBLAS products on the same
-    threads. Where they spin between regions (the shared pool) splitting its
-    rows pays: an LSTM layer's forward loop of 100 such steps took 15.6 ms
-    against 18.3 ms serial (median of 12 alternating rounds). Where they sleep
-    at once, waking them at every step costs more than the cell (the 31 against
-    36-38 ms above). ``PARALLEL_MIN_WORK = 0`` (``testing.parallel_drivers``) splits always.
-    With one chunk the loops call the rows serially and enter no parallel region at
-    all: even a region of one chunk cost ~25 us a step (forward loop 20.7 against 18.3 ms).
+    A step's cell is far below ``PARALLEL_MIN_WORK`` (LSTM: (32, 4 * 256)), but
+    it runs between two OpenBLAS products on the same threads. Where they spin
+    between regions (the shared pool) splitting its rows pays; where they sleep
+    at once, waking them at every step costs more than the cell.
+    ``PARALLEL_MIN_WORK = 0`` (``testing.parallel_drivers``) splits always.
+    With one chunk the loops call the rows serially and enter no parallel region
+    at all: even a region of one chunk costs something at every step (measured:
+    docs/performance.md, "Recurrent loops in compiled code").
     """
     from .threads import parallel_regions_are_cheap
 
@@ -226,9 +215,9 @@ def lane_sum(values):
     each) unless LLVM may reorder it; ``reduction_jit`` allows that, and the
     loop vectorizer then runs several vector accumulators side by side. The
     order is fixed by the compiled code, so results repeat exactly on one
-    machine; rounding error is smaller than the sequential sum's. Measured,
-    sum and dot of each row of a (768, 128) float32 array: 10 us, against
-    49 us with eight scalar accumulators (what this was before).
+    machine; rounding error is smaller than the sequential sum's. It is several
+    times as fast as eight scalar accumulators, what this was before (measured:
+    docs/performance.md, "Loops that vectorize").
     """
     total = values.dtype.type(0)
     for j in range(values.shape[0]):

@@ -82,7 +82,8 @@ def _update_span(param, grad, m, v, decay, one_minus_beta1, beta2, one_minus_bet
                  start, stop):
     # Slices, so that the loop index starts at 0: indexing the whole arrays with
     # k from range(start, stop) makes Numba guard every access against a
-    # negative k, which stops LLVM from vectorizing (ten times slower).
+    # negative k, which stops LLVM from vectorizing (measured: docs/performance.md,
+    # "Loops that vectorize").
     p, g, mk, vk = param[start:stop], grad[start:stop], m[start:stop], v[start:stop]
     for k in range(p.shape[0]):
         gk = g[k]

@@ -1,10 +1,11 @@
 """OpenBLAS's parallel work run on Numba's OpenMP threads: one pool of threads, not two.
 
 NumPy's OpenBLAS keeps its own threads. After a parallel product they poll
-for new work (about 0.1 s here), so when a Numba kernel runs next, its second
+for new work for a long while, so when a Numba kernel runs next, its second
 thread and OpenBLAS's polling one take turns on the same core; and Numba's
 threads, told to sleep at once (``OMP_WAIT_POLICY=PASSIVE``, so as not to do
-the same to OpenBLAS), take 40-100 us to wake for every kernel. PyTorch has
+the same to OpenBLAS), must be woken for every kernel (both measured:
+docs/performance.md, "Threads and OpenBLAS: the smaller costs"). PyTorch has
 neither cost: its BLAS and its own kernels share one OpenMP pool.
 
 OpenBLAS 0.3.27 and later let a program take its threading over
@@ -187,8 +188,9 @@ def _callback():
     """The compiled callback (a Numba ``cfunc``), made on first use: a parallel cfunc
     starts Numba's threads as it is compiled or loaded from the cache, which must wait
     until ``configure_threads`` has chosen how they wait. ``parallel=True`` is on the
-    cfunc itself: calling a parallel function from a cfunc would make it uncacheable
-    (0.6 s of compilation in every process)."""
+    cfunc itself: calling a parallel function from a cfunc would make it uncacheable,
+    compiled anew in every process (measured: docs/performance.md, "Threads and
+    OpenBLAS: the smaller costs")."""
     return cfunc(_CALLBACK_SIGNATURE, cache=True, parallel=True)(_run_openblas_jobs)
 
 

@@ -26,15 +26,13 @@ after the other on one core. OpenBLAS is held to one thread meanwhile
 (``threads.blas_threads_at_most``): a parallel product inside the parallel
 loop would need the threads that are busy running it (``blas_pool.py``).
 
-Measured at the GPT's shape (B 12, T 64, C 128, 4 heads, float32, 2 threads;
-``python benchmarks/bench_kernels.py --only causal_attention``): forward 595 us
-on one thread and 322 us split between two, backward 710 and 377 us
-(PyTorch's ``scaled_dot_product_attention``: 463 and 931 us). The batched
-matmuls with the softmax kernels took about 1.5 ms per layer, forward and
-backward. The split pays only with OpenBLAS on Numba's threads
-(``blas_pool.py``): otherwise OpenBLAS's own threads keep polling the second
-core after each product and the pairs' second thread gains nothing (measured
-before the shared pool: 1.0x in the GPT step).
+At the GPT's shape the split about halves the kernel's time on two threads,
+and the kernel beats both the batched matmuls and PyTorch's
+``scaled_dot_product_attention``. The split pays only with OpenBLAS on
+Numba's threads (``blas_pool.py``): otherwise OpenBLAS's own threads keep
+polling the second core after each product and the pairs' second thread
+gains nothing in a GPT step (measured: docs/performance.md, "Attention per
+(batch, head) pair").
 """
 
 import numpy as np

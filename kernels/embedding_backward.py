@@ -7,12 +7,13 @@ Two ops use it: ``EmbeddingFunction``'s backward, and the recurrent layers when
 their first layer's input projection is computed once per table row
 (``tinylm.ops.fused.recurrent``): there the rows are every token's gate
 gradients, (3200, 1024) for the LSTM language model of
-``benchmarks/compare.py``. At that shape NumPy's fastest way, sorting the ids
-and summing each run with ``np.add.reduceat``, took 30 ms; the Numba loop here
-0.4-0.6 ms. It makes one pass over the rows and adds each into its table row,
-which stays in cache (65 x 1024 floats). A second thread, each taking half of
-the columns, did not make it faster: the pass is bound by reading the rows
-(13 MB). The NumPy reference is ``np.add.at``; the CUDA version adds every
+``benchmarks/compare.py``. At that shape the Numba loop here is many times as
+fast as NumPy's fastest way, sorting the ids and summing each run with
+``np.add.reduceat``. It makes one pass over the rows and adds each into its
+table row, which stays in cache (65 x 1024 floats). A second thread, each
+taking half of the columns, did not make it faster: the pass is bound by
+reading the rows, 13 MB (measured: docs/performance.md, "Embedding
+backward"). The NumPy reference is ``np.add.at``; the CUDA version adds every
 element atomically (so the order of the additions, and the last bits of a
 sum, may differ from run to run, as with PyTorch's).
 """

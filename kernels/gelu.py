@@ -14,20 +14,18 @@ Tanh approximation (``approximate="tanh"``), with ``u = sqrt(2/pi) * (x + 0.0447
 ``gelu_forward_with_grad`` instead, which returns ``(y, dy/dx)`` from one pass:
 the two share the erf (or tanh), the costly part, so the backward is left
 with one multiplication, ``dy * dy/dx``, and the slope takes the place of
-``x`` among the saved arrays (the same memory). Measured at 768 x 512 float32
-(2 threads, ``benchmarks/bench_kernels.py --only gelu``), exact GELU: forward
-0.42 ms + backward 0.67 ms before, forward with the slope 0.65 ms + the
-multiplication 0.10 ms after. In float32 the density exp(-x**2 / 2) is the
+``x`` among the saved arrays (the same memory); the pair costs less than the
+forward and the backward apart. In float32 the density exp(-x**2 / 2) is the
 exponential the erf itself takes for |x / sqrt 2| >= 1 (``erf_and_gauss_into``),
-so the exact form's pair costs one exp per element: 0.41 ms against 0.52 ms
-with two (one thread).
+so the exact form's pair costs one exp per element, not two (measured:
+docs/performance.md, "GELU's exact form").
 
 Also here: ``bias_gelu_forward(x (N, C), bias (C,))`` = ``gelu(x + bias)`` and its
 backward, which returns ``(dx, dbias)``, with the bias add (and the bias
 gradient's column sum) fused into the same pass; the first linear layer of a
-transformer MLP is followed by exactly this. Measured at 768 x 512 float32
-against ``gelu_*`` on ``x + bias`` plus a NumPy column sum: the fused backward
-is 25-35 % faster, the forward 0-15 %.
+transformer MLP is followed by exactly this. Against ``gelu_*`` on ``x + bias``
+plus a NumPy column sum, the fused backward is clearly faster and the forward no
+slower (same section).
 """
 
 import math

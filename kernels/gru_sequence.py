@@ -15,8 +15,7 @@ multiplies into one (B, 3H) array it reuses at every step, and in the
 backward adds dgh_t @ W_hh straight onto the cell's direct part (BLAS's
 beta = 1). The NumPy reference and the CUDA version are the same loop in
 Python with the cell kernels of ``gru_cell.py``. Measured as for the LSTM
-(``benchmarks/bench_recurrent.py``): the Python loop took 1.03-1.07x as long
-per GRU LM step (e.g. 145.8 against 141.7 ms).
+(docs/performance.md, "Recurrent loops in compiled code").
 """
 
 import numpy as np
@@ -135,7 +134,7 @@ def _forward_numba_loop(gemm, int_like, gi, w_hh_t, h0, b_ih, b_hh, out, saved, 
     for s in range(length):
         t = length - 1 - s if reverse else s
         gemm_into(gemm, int_like, h_prev, w_hh_t, gh, 0.0)
-        if n_chunks == 1:  # no parallel region: entering one costs ~25 us a step even for one chunk
+        if n_chunks == 1:  # no parallel region: even one of one chunk costs time (step_chunk_count)
             _forward_rows(gi[t], gh, b_ih, b_hh, h_prev, out[t], saved[t], 0, batch)
         else:
             for chunk in prange(n_chunks):

@@ -15,40 +15,29 @@ version runs the whole loop in one compiled function: it calls NumPy's
 OpenBLAS for the products from compiled code (``blas.gemm_into``), adds
 h_prev @ W_hh^T straight into ``pre_x[t]`` (BLAS's beta = 1, no array per
 step) and writes every step's results into arrays made once. What that saves
-is the Python between the steps: per step about 20 us of calls, checks and
-allocations around a 120-150 us matmul. Measured on the project's 2-core
-machine for the LSTM language model of ``benchmarks/compare.py`` (2 threads)
-with ``python benchmarks/bench_recurrent.py``, which alternates training steps
-of both loops in one process: the Python loop took 1.07-1.09x as long per
-step (medians over 10-12 rounds in four runs, e.g. 168.9 against 155.0 ms;
-the machine's speed drifts between processes, the ratio much less).
+is the Python between the steps: calls, checks and allocations around every
+step's matmul (measured with ``python benchmarks/bench_recurrent.py``, which
+alternates training steps of both loops in one process: docs/performance.md,
+"Recurrent loops in compiled code").
 
 Each step's cell runs with its rows split between the threads where a
 parallel region is cheap, that is where the threads spin between regions
 (``_common.step_chunk_count``; the shared pool of ``blas_pool.py``): the
-products before and after it already run on those threads. Whole training
-steps of the LSTM LM above took 146.9 ms with the cell serial and 139.5 ms
-split (medians of 10 alternating rounds in one process; per round 1.06x), the
-GRU LM's 109.9 and 102.7 ms (1.07x).
+products before and after it already run on those threads. That made whole
+training steps of the LSTM and GRU language models faster (same section).
 
-Tried and dropped:
+Tried and dropped (the figures in the same section):
 
 - Splitting the hidden units between the two threads, each running OpenBLAS
-  on one thread on its own half of W_hh and the cell on its own units. It
-  gained about 3% more (one run of fresh processes: 145.0 against 149.5 ms,
-  before the cell was split by rows), but only with two process-wide settings
-  that must be in place before NumPy and Numba load (the shared pool now
-  makes both): OpenBLAS's threads poll for new work for about 0.1 s after
-  each product and take a core from the loop's second thread meanwhile (the
-  forward loop's products took 12 ms alone and 28-38 ms while they polled),
-  and Numba's idle threads must spin a little instead of sleeping (waking
-  them for a parallel region at every step costs 40-100 us).
-- The products transposed, W_hh @ h^T: 127 against 163 us forward and 131
-  against 183 us backward, but the transposes of the gates and of h around
-  them cost as much (forward loop 25.2 ms either way, backward 23.3 against
-  22.8). Keeping the whole layer gate-major, (4H, T*B), needs no transposes
-  but made the forward with its projection 53 ms against 30: each step then
-  touches 4H rows 12.8 kB apart.
+  on one thread on its own half of W_hh and the cell on its own units: a
+  small gain, and only with two process-wide settings that must be in place
+  before NumPy and Numba load (OpenBLAS's threads must not poll for work
+  after each product, Numba's must spin a little instead of sleeping; the
+  shared pool now makes both).
+- The products transposed, W_hh @ h^T: faster products, but the transposes
+  of the gates and of h around them cost as much as they saved.
+- The whole layer gate-major, (4H, T*B): no transposes, but each step then
+  touches 4H rows far apart, and the forward with its projection was slower.
 """
 
 import numpy as np
@@ -166,7 +155,7 @@ def _forward_numba_loop(gemm, int_like, pre_x, w_hh_t, h0, c0, bias, out, cells,
         t = length - 1 - s if reverse else s
         pre = pre_x[t]
         gemm_into(gemm, int_like, h_prev, w_hh_t, pre, 1.0)  # pre += h_prev @ W_hh^T
-        if n_chunks == 1:  # no parallel region: entering one costs ~25 us a step even for one chunk
+        if n_chunks == 1:  # no parallel region: even one of one chunk costs time (step_chunk_count)
             _forward_rows(pre, None, bias, c_prev, out[t], cells[t], acts[t], 0, batch)
         else:
             for chunk in prange(n_chunks):  # the cell, each thread on its own rows

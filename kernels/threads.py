@@ -15,11 +15,11 @@ Why these settings (the measurements are in ``docs/performance.md``, section
   small GPT; the kernels stay serial below ``PARALLEL_MIN_WORK``
   (``_common.py``), where they lose.
 - When another process keeps a core busy, a parallel call now and then waits
-  a whole scheduler time slice (about 8 ms) for its descheduled second
-  thread, and two threads become *slower* than one, for Numba and OpenBLAS
-  alike; a whole training step several times slower. So the trainer chooses
-  the count as it goes (``tinylm/training/thread_tuner.py``), by measuring
-  its steps; ``configure_threads(1)`` pins one thread.
+  a whole scheduler time slice for its descheduled second thread, and two
+  threads become *slower* than one, for Numba and OpenBLAS alike; a whole
+  training step several times slower. So the trainer chooses the count as it
+  goes (``tinylm/training/thread_tuner.py``), by measuring its steps;
+  ``configure_threads(1)`` pins one thread.
 
 Caveats of the layers (from Numba's documentation): GNU OpenMP is not
 fork-safe (a process forked after a parallel kernel ran must not run one
@@ -282,9 +282,10 @@ def _function_named(library, names):
     return None
 
 
-# (names) -> (path, function) once found: reading /proc/self/maps takes ~2 ms where
-# torch is loaded, and generate() asks three times per call. A library that is
-# not loaded yet is looked for again next time.
+# (names) -> (path, function) once found: reading /proc/self/maps is slow where torch
+# is loaded, and generate() asks three times per call (measured: docs/performance.md,
+# "Threads and OpenBLAS: the smaller costs"). A library that is not loaded yet is
+# looked for again next time.
 _found_blas_functions = {}
 
 
@@ -356,8 +357,8 @@ def blas_threads_at_most(n):
 
     For work made of many tiny matmuls, such as decoding one token at a time:
     there a second BLAS thread saves nothing, and when another process keeps a
-    core busy each call may wait a whole time slice for it (sampling from the
-    small GPT: about 3x as long on two BLAS threads as on one; ``docs/performance.md``).
+    core busy each call may wait a whole time slice for it (measured:
+    docs/performance.md, "Threads and BLAS: what was measured").
     """
     configure_default_threads()  # now, not at the block's first kernel, where it would undo the limit
     previous = blas_threads()

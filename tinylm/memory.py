@@ -7,12 +7,11 @@ above its mmap threshold is unmapped, and free space at the top of the heap is
 trimmed. The next step's arrays then land on fresh pages, and the first write
 to each 4 KiB page is a page fault in which the kernel also zeroes the page.
 
-Measured on the project's 2-core machine (a virtual machine, where a fault
-costs about 2.5 us), in a training step of the small GPT (4 layers, 128 wide,
-batch 12 x 64, float32, 2 threads): 9,251 minor page faults and 66 ms per step
-by default, 0.3 faults and 45 ms with the settings below. A GELU over the
-(768, 512) MLP activations took 2 ms inside the step against 0.4 ms alone;
-most of the difference was faulting in its two fresh outputs.
+With the settings below a training step of the small GPT takes almost no page
+faults, where it took thousands, and about a third less time; a GELU inside the
+step had taken several times as long as alone, most of it faulting in its two
+fresh outputs (measured: docs/performance.md, "Keeping freed memory mapped
+(malloc)").
 
 :func:`keep_freed_memory` sets two of malloc's parameters (``mallopt``):
 

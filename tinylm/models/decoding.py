@@ -16,11 +16,10 @@ It computes what ``GPT.forward`` computes in eval mode (no dropout) for the
 last position, to rounding. Several positions at once (a prompt, or the kept
 half of the context after a restart) go through the layers together instead,
 as matrix products over the T rows and the layer-norm, attention-softmax and
-GELU kernels: the same computation, since attention is causal. For the small
-GPT of ``benchmarks/compare.py``, 32 positions took 0.62 ms that way against
-1.72 ms in 32 kernel calls, and sampling 256 tokens, where each of six
-restarts re-reads 32 positions, 22.0 against 28.0 ms (medians, alternating
-in one process).
+GELU kernels: the same computation, since attention is causal, and faster
+than one kernel call per position, for a restart's 32 positions and so for
+sampling (measured: docs/performance.md, "Decoding several positions
+together").
 
 The decoder takes a copy of the model's parameters when it is built, laid
 out for the kernel (matrices as (in, out), stacked over the layers): a
