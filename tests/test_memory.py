@@ -19,6 +19,8 @@ STEPS = textwrap.dedent(
     if sys.argv[1] == "tinylm":
         import tinylm
         assert tinylm.memory.keep_freed_memory()
+    if sys.argv[1] == "import tinylm":  # what importing does by itself
+        import tinylm
 
     def step():
         arrays = [np.ones(1 << 18, dtype=np.float32) for _ in range(40)]
@@ -33,8 +35,8 @@ STEPS = textwrap.dedent(
 )
 
 
-def faults_per_step(mode):
-    done = subprocess.run([sys.executable, "-c", STEPS, mode], capture_output=True, text=True, check=True)
+def faults_per_step(mode, env=None):
+    done = subprocess.run([sys.executable, "-c", STEPS, mode], capture_output=True, text=True, check=True, env=env)
     return int(done.stdout.strip())
 
 
@@ -49,3 +51,13 @@ def test_keep_freed_memory_is_idempotent():
     first = memory.keep_freed_memory()
     assert memory.keep_freed_memory() is first
     assert first == (memory._glibc() is not None)
+
+
+@pytest.mark.skipif(memory._glibc() is None, reason="mallopt's thresholds are glibc's")
+def test_import_keeps_freed_memory_unless_opted_out():
+    import os
+
+    pages = 40 * (1 << 20) // 4096
+    assert faults_per_step("import tinylm") < pages // 100
+    opted_out = dict(os.environ, TINYLM_KEEP_FREED_MEMORY="0")
+    assert faults_per_step("import tinylm", opted_out) > pages // 2

@@ -22,7 +22,7 @@ import importlib.util as _importlib_util
 import numpy as _np
 
 from tinylm import backend
-from tinylm.memory import keep_freed_memory as _keep_freed_memory
+from tinylm.memory import keep_freed_memory_unless_opted_out as _keep_freed_memory
 from tinylm.backend import Device as device  # noqa: N813 (PyTorch's name for the class)
 from tinylm.backend import cuda_is_available
 
@@ -170,4 +170,4 @@ def __dir__():
     return sorted(set(globals()) | set(_LAZY_FUNCTIONS) | submodules)
 
 
-_keep_freed_memory()  # a training step reuses its freed activations' pages (see tinylm/memory.py)
+_keep_freed_memory()  # a step reuses its freed activations' pages; TINYLM_KEEP_FREED_MEMORY=0 opts out (memory.py)

@@ -29,6 +29,7 @@ takes these parameters; elsewhere (macOS, Windows, musl) nothing is changed.
 """
 
 import ctypes
+import os
 
 # glibc's <malloc.h>
 _M_TRIM_THRESHOLD = -1
@@ -39,6 +40,9 @@ MMAP_THRESHOLD = 32 << 20
 TRIM_THRESHOLD = 1 << 30
 
 _applied = None
+
+#: Set to 0 to leave malloc's settings as they are at ``import tinylm``.
+OPT_OUT = "TINYLM_KEEP_FREED_MEMORY"
 
 
 def _glibc():
@@ -69,3 +73,10 @@ def keep_freed_memory():
             and libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
         )
     return _applied
+
+
+def keep_freed_memory_unless_opted_out():
+    """What ``import tinylm`` calls: :func:`keep_freed_memory`, unless ``TINYLM_KEEP_FREED_MEMORY=0``."""
+    if os.environ.get(OPT_OUT, "").strip() == "0":
+        return False
+    return keep_freed_memory()
