@@ -1,7 +1,9 @@
 """Layers, with PyTorch's names, arguments, parameter names and initialisation.
 
-``tinylm.nn.functional`` has the same layers as functions; ``tinylm.nn.init``
-the initialisers; ``tinylm.nn.utils.clip_grad_norm_`` clips gradients.
+``tinylm.nn.functional`` has the same layers as functions, and the losses;
+``tinylm.nn.init`` the initialisers; ``tinylm.nn.utils.clip_grad_norm_`` clips
+gradients and ``tinylm.nn.utils.rnn`` pads and packs batches of sequences of
+different lengths for ``RNN``, ``LSTM`` and ``GRU``.
 """
 
 from tinylm.nn import functional, init, utils

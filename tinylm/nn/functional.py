@@ -157,7 +157,8 @@ def _class_rows(caller, input, target, ignore_index):  # noqa: A002
     """
     if not isinstance(target, Tensor) or target.dtype.kind not in "iu":
         got = target.dtype if isinstance(target, Tensor) else type(target).__name__
-        raise TypeError(f"{caller}: targets must be an integer tensor of class indices, got {got}")
+        raise TypeError(f"{caller}: targets must be an integer tensor of class indices, got {got} "
+                        "(class-probability targets, which PyTorch also takes, are not in tinylm)")
     ops.common.check_floating(input, caller)
     rows = input
     if rows.ndim == 1:  # one unbatched example
