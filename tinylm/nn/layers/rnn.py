@@ -203,6 +203,9 @@ class RNNBase(Module):
 
         Returns (output, h_n), or (output, (h_n, c_n)) for the LSTM; output holds the
         last layer's hidden states, both directions concatenated on the last axis.
+
+        ``input`` may also be a ``PackedSequence`` (``tinylm.nn.utils.rnn``); output is
+        then one too, and h_n holds each sequence's state after its own last step.
         """
         if isinstance(input, PackedSequence):
             return self._forward_packed(input, hx)
