@@ -17,11 +17,13 @@ from hypothesis import strategies as st
 
 import tinylm
 from tinylm.ops.conversion import Clone
-from tinylm.ops.elementwise import Abs, Add, Div, Erf, Exp, Log, Mul, Neg, Pow, PowScalar, Relu, Sigmoid, Sqrt, Sub, Tanh
-from tinylm.ops.indexing import Gather, GetItem, MaskedFill, Where
-from tinylm.ops.linalg import MatMul
-from tinylm.ops.reduction import Extreme, Mean, Sum
-from tinylm.ops.shape import Cat, Expand, Permute, Reshape, Split, Stack
+from tinylm.ops.elementwise import (
+    Abs, Add, Clamp, Cos, Div, Erf, Exp, Log, Mul, Neg, Pow, PowScalar, Relu, Sigmoid, Sin, Sqrt, Sub, Tanh,
+)
+from tinylm.ops.indexing import Gather, GetItem, IndexSelect, MaskedFill, Triangle, Where
+from tinylm.ops.linalg import Einsum, MatMul
+from tinylm.ops.reduction import Extreme, Mean, Norm, Sum, Var
+from tinylm.ops.shape import Cat, Expand, Permute, Repeat, Reshape, Split, Stack
 from tinylm.ops.softmax import LogSoftmax, Softmax
 from tests import strategies as S
 
@@ -31,6 +33,7 @@ class Example:
     fn: Callable  # tensors -> tensor (or tuple of tensors)
     reference: Callable  # arrays -> array (or tuple of arrays)
     inputs: list  # NumPy arrays, in the order both functions take them
+    torch: Callable = None  # (torch module, *torch tensors) -> the same with PyTorch, for the parity tests
 
 
 @dataclass
@@ -420,3 +423,221 @@ def _log_softmax(draw):
 @case("clone", [Clone])
 def _clone(draw):
     return Example(lambda t: t.clone(), np.copy, [draw(S.arrays(draw(S.shapes())))])
+
+
+# ----- PyTorch's tensor functions (issue 17); each example also says how PyTorch spells it ----
+
+
+def _same_in_torch(fn):
+    """The example's function written with methods PyTorch's tensors share."""
+    return lambda torch, *tensors: fn(*tensors)
+
+
+@case("sin", [Sin])
+def _sin(draw):
+    fn = lambda t: t.sin()  # noqa: E731
+    return Example(fn, np.sin, [draw(S.arrays(draw(S.shapes()), low=-6.0, high=6.0))], _same_in_torch(fn))
+
+
+@case("cos", [Cos])
+def _cos(draw):
+    fn = lambda t: tinylm.ops.cos(t)  # noqa: E731
+    return Example(fn, np.cos, [draw(S.arrays(draw(S.shapes()), low=-6.0, high=6.0))], lambda torch, t: torch.cos(t))
+
+
+def _away_from(x, bounds, margin=1e-3):
+    """``x`` with elements within ``margin`` of a bound moved off it (clamp has no derivative there)."""
+    x = x.copy()
+    for bound in bounds:
+        if bound is not None:
+            x[np.abs(x - bound) < margin] += 4 * margin
+    return x
+
+
+def _clamp_numbers(op):
+    @case(op, [Clamp])
+    def examples(draw):
+        low, high = draw(st.sampled_from([(-1.5, 0.5), (None, 0.7), (-0.3, None), (1.0, 2.0)]))
+        x = _away_from(draw(S.arrays(draw(S.shapes()))), (low, high))
+        if draw(st.booleans()):  # the method, with positional bounds
+            fn = lambda t: getattr(t, op)(low, high)  # noqa: E731
+        else:
+            fn = lambda t: getattr(tinylm.ops, op)(t, min=low, max=high)  # noqa: E731
+        torch_fn = lambda torch, t: getattr(torch, op)(t, min=low, max=high)  # noqa: E731
+        return Example(fn, lambda a: np.clip(a, low, high), [x], torch_fn)
+
+
+_clamp_numbers("clamp")
+_clamp_numbers("clip")
+
+
+@case("clamp", [Where])
+def _clamp_tensors(draw):
+    shape = draw(S.shapes(max_dims=3))
+    bound_shape = tuple(n if draw(st.booleans()) else 1 for n in shape)[draw(st.integers(0, len(shape))) :]
+    low = draw(S.arrays(bound_shape, low=-2.0, high=0.0))
+    high = low + draw(S.arrays(bound_shape, low=0.5, high=2.0))
+    offsets = draw(S.arrays(shape, low=-1.5, high=3.5, margin=0.05))
+    x = _away_from(np.broadcast_to(low, shape) + offsets, ())
+    x = np.where(np.abs(x - high) < 0.05, x + 0.2, x)  # away from the upper bound too
+    return Example(
+        lambda t, lo, hi: t.clamp(lo, hi),
+        lambda a, lo, hi: np.minimum(np.maximum(a, lo), hi),
+        [x, low, high],
+        lambda torch, t, lo, hi: torch.clamp(t, lo, hi),
+    )
+
+
+def _triangle_case(op, reference):
+    @case(op, [Triangle])
+    def examples(draw):
+        x = draw(S.arrays(draw(S.shapes(min_dims=2))))
+        diagonal = draw(st.integers(-3, 3))
+        fn = lambda t: getattr(t, op)(diagonal)  # noqa: E731
+        return Example(fn, lambda a: reference(a, diagonal), [x], _same_in_torch(fn))
+
+
+_triangle_case("triu", np.triu)
+_triangle_case("tril", np.tril)
+
+
+def _np_order(a, axis, descending):
+    order = np.argsort(-a if descending else a, axis=axis, kind="stable")
+    return np.take_along_axis(a, order, axis=axis)
+
+
+@case("sort", [Gather])
+def _sort(draw):
+    x = draw(S.distinct_arrays(draw(S.shapes(min_dims=1))))
+    dim = draw(S.dims(x.ndim))
+    descending = draw(st.booleans())
+    fn = lambda t: t.sort(dim=dim, descending=descending).values  # noqa: E731
+    return Example(fn, lambda a: _np_order(a, dim, descending), [x], _same_in_torch(fn))
+
+
+@case("topk", [Gather])
+def _topk(draw):
+    x = draw(S.distinct_arrays(draw(S.shapes(min_dims=1, min_side=1))))
+    dim = draw(S.dims(x.ndim))
+    k = draw(st.integers(0, x.shape[dim]))
+    largest = draw(st.booleans())
+    fn = lambda t: t.topk(k, dim=dim, largest=largest).values  # noqa: E731
+    lead = (slice(None),) * (dim % x.ndim)
+    return Example(fn, lambda a: _np_order(a, dim, largest)[lead + (slice(0, k),)], [x], _same_in_torch(fn))
+
+
+@case("bmm", [MatMul])
+def _bmm(draw):
+    b, m, k, n = (draw(st.integers(0, 3)) for _ in range(4))
+    x, y = draw(S.arrays((b, m, k))), draw(S.arrays((b, k, n)))
+    return Example(lambda p, q: tinylm.ops.bmm(p, q), np.matmul, [x, y], lambda torch, p, q: torch.bmm(p, q))
+
+
+_EINSUM_EQUATIONS = [
+    "ij,jk->ik", "bij,bjk->bik", "i,i->", "i,j->ij", "ij->ji", "ij->", "ij->j", "ii->i", "ii->", "iij->j",
+    "ij,jk", "ij,jk,kl->il", "...ij,...jk->...ik", "bhqd,bhkd->bhqk", "ijk,k->ij", "i...->...", "ij,ij->ij",
+]  # fmt: skip
+
+
+@case("einsum", [Einsum])
+def _einsum(draw):
+    equation = draw(st.sampled_from(_EINSUM_EQUATIONS))
+    size = {c: draw(st.integers(1, 3)) for c in "abcdefghijklmnopqrstuvwxyz"}
+    ellipsis = draw(st.lists(st.integers(1, 3), max_size=2))
+    shapes = []
+    for term in equation.split("->")[0].split(","):
+        before, dots, after = term.partition("...")
+        shapes.append(tuple([size[c] for c in before] + (ellipsis if dots else []) + [size[c] for c in after]))
+    inputs = [draw(S.arrays(shape)) for shape in shapes]
+    return Example(
+        lambda *ts: tinylm.ops.einsum(equation, *ts),
+        lambda *arrays: np.einsum(equation, *arrays),
+        inputs,
+        lambda torch, *ts: torch.einsum(equation, *ts),
+    )
+
+
+@case("repeat", [Repeat])
+def _repeat(draw):
+    x = draw(S.arrays(draw(S.shapes(max_dims=3))))
+    sizes = draw(st.lists(st.integers(0, 3), min_size=x.ndim, max_size=x.ndim + 2))
+    fn = lambda t: t.repeat(*sizes) if sizes else t.repeat(())  # noqa: E731 (PyTorch needs the tuple then)
+    return Example(fn, lambda a: np.tile(a, sizes), [x], _same_in_torch(fn))
+
+
+@case("index_select", [IndexSelect])
+def _index_select(draw):
+    x = draw(S.arrays(draw(S.shapes(min_dims=1, min_side=1))))
+    dim = draw(S.dims(x.ndim))
+    index = draw(S.index_arrays((draw(st.integers(0, 4)),), x.shape[dim]))  # repeats allowed
+    fn = lambda t, i: t.index_select(dim, i)  # noqa: E731
+    return Example(fn, lambda a, i: np.take(a, i, axis=dim), [x, index], _same_in_torch(fn))
+
+
+def _axes(dim, ndim):
+    return None if dim is None else tuple(np.atleast_1d(dim) % ndim)
+
+
+def _spread_case(op, functions, reference):
+    @case(op, functions)
+    def examples(draw):
+        x = draw(S.distinct_arrays(draw(S.shapes(min_dims=1, min_side=2))))
+        dim = draw(S.dim_or_dims(x.ndim))
+        keepdim = draw(st.booleans())
+        axis = _axes(dim, x.ndim)
+        count = x.size if axis is None else int(np.prod([x.shape[a] for a in axis]))  # at least 2
+        correction = draw(st.sampled_from([0, 1, 2] if count > 2 else [0, 1]))
+        if correction == 2 or draw(st.booleans()):  # the newer spelling
+            fn = lambda t: getattr(t, op)(dim, correction=correction, keepdim=keepdim)  # noqa: E731
+        else:
+            fn = lambda t: getattr(t, op)(dim, unbiased=bool(correction), keepdim=keepdim)  # noqa: E731
+        expected = lambda a: reference(a, axis=axis, ddof=correction, keepdims=keepdim)  # noqa: E731
+        return Example(fn, expected, [x], _same_in_torch(fn))
+
+
+_spread_case("var", [Var], np.var)
+_spread_case("std", [Var, Sqrt], np.std)
+
+
+@st.composite
+def _distinct_magnitudes(draw, shape):
+    """Arrays whose absolute values differ by at least 0.1 and stay 0.2 or more from 0, signs drawn."""
+    size = int(np.prod(shape))
+    order = np.asarray(draw(st.permutations(range(size))), dtype=np.float64)
+    signs = np.asarray(draw(st.lists(st.sampled_from([-1.0, 1.0]), min_size=size, max_size=size)))
+    return (signs * (order * 0.1 + draw(st.floats(0.2, 1.0)))).reshape(shape)
+
+
+def _np_norm(a, p, axis, keepdims):
+    magnitude = np.abs(a)
+    if p == np.inf:
+        return magnitude.max(axis=axis, keepdims=keepdims, initial=0.0)
+    if p == -np.inf:
+        return magnitude.min(axis=axis, keepdims=keepdims)
+    return (magnitude**p).sum(axis=axis, keepdims=keepdims) ** (1.0 / p)
+
+
+@case("norm", [Norm])
+def _norm(draw):
+    p = draw(st.sampled_from([2, "fro", 1, 3, 1.5, float("inf")]))
+    x = draw(_distinct_magnitudes(draw(S.shapes(min_dims=1, min_side=1))))
+    dim = draw(S.dim_or_dims(x.ndim))
+    keepdim = draw(st.booleans())
+    fn = lambda t: t.norm(p, dim=dim, keepdim=keepdim)  # noqa: E731
+    reference = lambda a: _np_norm(a, 2 if p == "fro" else p, _axes(dim, a.ndim), keepdim)  # noqa: E731
+    return Example(fn, reference, [x], _same_in_torch(fn))
+
+
+@case("norm", [Abs, Gather])
+def _norm_minus_inf(draw):
+    x = draw(_distinct_magnitudes(draw(S.shapes(min_dims=1, min_side=1))))
+    dim = draw(S.dims(x.ndim))
+    fn = lambda t: tinylm.ops.norm(t, float("-inf"), dim=dim)  # noqa: E731
+    return Example(fn, lambda a: np.abs(a).min(axis=dim), [x], lambda torch, t: torch.norm(t, float("-inf"), dim=dim))
+
+
+@case("t", [Permute])
+def _t(draw):
+    x = draw(S.arrays(draw(S.shapes(min_dims=2, max_dims=2))))
+    fn = lambda t: t.t()  # noqa: E731
+    return Example(fn, np.transpose, [x], _same_in_torch(fn))

@@ -13,6 +13,12 @@ every node reachable from the output, how many gradients it will receive, then
 runs each node's ``backward`` once all of them have arrived. Once a node has
 run, its saved arrays are dropped (unless ``retain_graph=True``), so a training
 step frees its activations as backward goes.
+
+In-place operations (``add_``, ``fill_``, ...) count versions, as PyTorch does:
+each change bumps the version of the memory it writes (shared by every view of
+it). A node remembers how many in-place changes had happened anywhere when it
+was recorded; if any happened since, its backward first checks the arrays it
+saved, and raises rather than compute a gradient from values that changed.
 """
 
 import functools
@@ -23,6 +29,7 @@ import numpy as np
 from tinylm import backend
 
 _grad_enabled = True
+_inplace_clock = 0  # how many in-place changes have been made, ever; see _mark_changed
 
 
 def is_grad_enabled():
@@ -102,6 +109,7 @@ class Function:
     """
 
     inputs = None  # the input tensors; None once the node has been freed
+    _clock = 0  # _inplace_clock when the node was recorded
     needs_input_grad = ()
     n_outputs = 1
     _retained = None  # {output index: weakref to a tensor that asked retain_grad()}
@@ -134,6 +142,7 @@ class Function:
             outputs = _make_output(out, fn if record else None, 0)
         if record:
             fn.inputs = inputs
+            fn._clock = _inplace_clock
         return outputs
 
     def release(self):
@@ -142,6 +151,103 @@ class Function:
 
     def __repr__(self):
         return f"<{type(self).__name__}Backward>"
+
+
+# ----- versions: in-place changes and the values saved for backward --------------
+
+
+class _Changes:
+    """How often one block of memory (a root array and all its views) was changed in place."""
+
+    __slots__ = ("ref", "version", "clocks")
+    KEPT = 16  # the clocks of the latest changes, enough to tell the version a node saw
+
+    def __init__(self, ref):
+        self.ref, self.version, self.clocks = ref, 0, []
+
+
+_changed = {}  # id(root array) -> _Changes, for arrays changed in place that are still alive
+
+
+def _root(array):
+    """The array that owns ``array``'s memory (``array`` itself unless it is a view)."""
+    kind = type(array)
+    while isinstance(array.base, kind):
+        array = array.base
+    return array
+
+
+def _changes_of(array, create=False):
+    root = _root(array)
+    key = id(root)
+    entry = _changed.get(key)
+    if entry is not None and (entry.ref is None or entry.ref() is root):
+        return entry
+    if not create:
+        return None
+
+    def forget(ref, key=key):
+        current = _changed.get(key)
+        if current is not None and current.ref is ref:
+            del _changed[key]
+
+    try:
+        ref = weakref.ref(root, forget)
+    except TypeError:  # an array type without weak references: keyed by id alone
+        ref = None
+    entry = _changed[key] = _Changes(ref)
+    return entry
+
+
+def _mark_changed(array):
+    """Record an in-place change of ``array``'s memory: its version goes up by one."""
+    global _inplace_clock
+    _inplace_clock += 1
+    entry = _changes_of(array, create=True)
+    entry.version += 1
+    entry.clocks.append(_inplace_clock)
+    if len(entry.clocks) > _Changes.KEPT:
+        del entry.clocks[0]
+
+
+def version_of(array):
+    """How many in-place changes ``array``'s memory (any view of it) has had."""
+    entry = _changes_of(array)
+    return 0 if entry is None else entry.version
+
+
+def _saved_arrays(value, name, depth=0):
+    """(name, array) for each array in a node's saved attribute, looking into tuples, lists and dicts."""
+    if isinstance(value, np.ndarray) or type(value).__module__.startswith("cupy"):
+        if hasattr(value, "base"):
+            yield name, value
+    elif depth < 3 and isinstance(value, (tuple, list)):
+        for i, item in enumerate(value):
+            yield from _saved_arrays(item, f"{name}[{i}]", depth + 1)
+    elif depth < 3 and isinstance(value, dict):
+        for key, item in value.items():
+            yield from _saved_arrays(item, f"{name}[{key!r}]", depth + 1)
+
+
+def _check_saved(node):
+    """Raise if an array ``node`` saved in its forward was changed in place after it was recorded."""
+    for attribute, value in vars(node).items():
+        if attribute in ("inputs", "needs_input_grad", "_retained", "_clock"):
+            continue
+        for name, array in _saved_arrays(value, attribute):
+            entry = _changes_of(array)
+            if entry is None or entry.clocks[-1] <= node._clock:
+                continue
+            later = sum(1 for clock in entry.clocks if clock > node._clock)
+            expected = entry.version - later
+            exact = later < len(entry.clocks) or entry.version == later
+            raise RuntimeError(
+                f"{type(node).__name__}.backward: a value it saved in the forward pass ({name}, shape "
+                f"{tuple(array.shape)}, {array.dtype}) has been modified by an in-place operation since: "
+                f"it is at version {entry.version}; expected version {expected}"
+                f"{'' if exact else ' or lower'} instead. Change a clone() of the tensor, or make the "
+                "in-place change after backward()"
+            )
 
 
 def _check_same_device(cls, arrays):
@@ -248,6 +354,8 @@ def run_backward(tensor, grad, retain_graph=False):
         if out_grads is None:
             in_grads = (None,) * len(inputs)  # nothing reached this node: nothing to pass on
         else:
+            if node._clock != _inplace_clock:  # something changed in place since it was recorded
+                _check_saved(node)
             if node._retained:
                 _fill_retained(node, out_grads, delivered)
             in_grads = node.backward(*out_grads)
@@ -338,14 +446,27 @@ class Tensor:
     def is_leaf(self):
         return self._grad_fn is None
 
+    @property
+    def is_cuda(self):
+        return self.device != "cpu"
+
+    @property
+    def _version(self):
+        """How many in-place changes this tensor's memory (shared with its views) has had."""
+        return version_of(self.data)
+
     def dim(self):
         return self.data.ndim
+
+    ndimension = dim
 
     def size(self, dim=None):
         return self.data.shape if dim is None else self.data.shape[dim]
 
     def numel(self):
         return self.data.size
+
+    nelement = numel
 
     def __len__(self):
         if self.data.ndim == 0:
@@ -544,6 +665,49 @@ class Tensor:
                 "use masked_fill/where, or assign under tinylm.no_grad()"
             )
         self.data[_ops.as_index(index, op="setitem")] = value.data if isinstance(value, Tensor) else value
+        _mark_changed(self.data)
+
+    # ----- in place (see tinylm/ops/inplace.py: allowed outside the graph only) ----
+    def fill_(self, value):
+        return _ops.inplace.fill_(self, value)
+
+    def zero_(self):
+        return _ops.inplace.zero_(self)
+
+    def copy_(self, src, non_blocking=False):
+        return _ops.inplace.copy_(self, src)
+
+    def masked_fill_(self, mask, value):
+        return _ops.inplace.masked_fill_(self, mask, value)
+
+    def add_(self, other, alpha=1):
+        return _ops.inplace.add_(self, other, alpha)
+
+    def sub_(self, other, alpha=1):
+        return _ops.inplace.sub_(self, other, alpha)
+
+    def mul_(self, other):
+        return _ops.inplace.mul_(self, other)
+
+    def div_(self, other):
+        return _ops.inplace.div_(self, other)
+
+    def clamp_(self, min=None, max=None):  # noqa: A002 (PyTorch's argument names)
+        return _ops.inplace.clamp_(self, min, max)
+
+    clip_ = clamp_
+
+    def __iadd__(self, other):
+        return _ops.inplace.augmented(self, other, "add")
+
+    def __isub__(self, other):
+        return _ops.inplace.augmented(self, other, "sub")
+
+    def __imul__(self, other):
+        return _ops.inplace.augmented(self, other, "mul")
+
+    def __itruediv__(self, other):
+        return _ops.inplace.augmented(self, other, "div")
 
     # ----- methods -------------------------------------------------------------
     def exp(self):
@@ -575,6 +739,86 @@ class Tensor:
 
     def pow(self, exponent):
         return _ops.pow(self, exponent)
+
+    def sin(self):
+        return _ops.sin(self)
+
+    def cos(self):
+        return _ops.cos(self)
+
+    def clamp(self, min=None, max=None):  # noqa: A002 (PyTorch's argument names)
+        return _ops.clamp(self, min, max)
+
+    clip = clamp
+
+    def add(self, other, alpha=1):
+        return _ops.add(self, other if alpha == 1 else other * alpha)
+
+    def sub(self, other, alpha=1):
+        return _ops.sub(self, other if alpha == 1 else other * alpha)
+
+    def mul(self, other):
+        return _ops.mul(self, other)
+
+    def div(self, other):
+        return _ops.div(self, other)
+
+    def eq(self, other):
+        return _ops.eq(self, other)
+
+    def ne(self, other):
+        return _ops.ne(self, other)
+
+    def lt(self, other):
+        return _ops.lt(self, other)
+
+    def le(self, other):
+        return _ops.le(self, other)
+
+    def gt(self, other):
+        return _ops.gt(self, other)
+
+    def ge(self, other):
+        return _ops.ge(self, other)
+
+    def logical_not(self):
+        return _ops.logical_not(self)
+
+    def logical_and(self, other):
+        return _ops.logical_and(self, other)
+
+    def logical_or(self, other):
+        return _ops.logical_or(self, other)
+
+    def bmm(self, other):
+        return _ops.bmm(self, other)
+
+    def triu(self, diagonal=0):
+        return _ops.triu(self, diagonal)
+
+    def tril(self, diagonal=0):
+        return _ops.tril(self, diagonal)
+
+    def index_select(self, dim, index):
+        return _ops.index_select(self, dim, index)
+
+    def topk(self, k, dim=-1, largest=True, sorted=True):  # noqa: A002 (PyTorch's argument name)
+        return _ops.topk(self, k, dim, largest, sorted)
+
+    def sort(self, dim=-1, descending=False, stable=False):
+        return _ops.sort(self, dim, descending, stable)
+
+    def argsort(self, dim=-1, descending=False, stable=False):
+        return _ops.argsort(self, dim, descending, stable)
+
+    def var(self, dim=None, unbiased=None, keepdim=False, *, correction=None):
+        return _ops.var(self, dim, unbiased, keepdim, correction=correction)
+
+    def std(self, dim=None, unbiased=None, keepdim=False, *, correction=None):
+        return _ops.std(self, dim, unbiased, keepdim, correction=correction)
+
+    def norm(self, p="fro", dim=None, keepdim=False, dtype=None):
+        return _ops.norm(self, p, dim, keepdim, dtype)
 
     def matmul(self, other):
         return _ops.matmul(self, other)
@@ -618,6 +862,12 @@ class Tensor:
     @property
     def T(self):
         return _ops.permute(self, *reversed(range(self.ndim)))
+
+    def t(self):
+        return _ops.t(self)
+
+    def repeat(self, *sizes):
+        return _ops.repeat(self, *sizes)
 
     def expand(self, *sizes):
         return _ops.expand(self, *sizes)
@@ -691,8 +941,66 @@ class Tensor:
     def bool(self):
         return self.to(np.bool_)
 
+    def int(self):
+        return self.to(np.int32)
+
+    def half(self):
+        return self.to(np.float16)
+
     def type_as(self, other):
         return self.to(other.dtype)
+
+    def type(self, dtype=None):
+        """With no argument, PyTorch's name for the type (``"torch.FloatTensor"``); with a dtype
+        (or such a name), a converted copy, or ``self`` if it already has that dtype."""
+        if dtype is None:
+            name = _TYPE_NAMES.get(self.data.dtype)
+            if name is None:
+                raise TypeError(f"type(): PyTorch has no tensor type name for dtype {self.data.dtype}")
+            return f"torch.{'cuda.' if self.is_cuda else ''}{name}"
+        if isinstance(dtype, str) and dtype.endswith("Tensor"):
+            wanted = dtype.rpartition(".")[2]
+            dtypes = {name: key for key, name in _TYPE_NAMES.items()}
+            if wanted not in dtypes:
+                raise ValueError(f"type(): unknown tensor type {dtype!r}; expected one of {sorted(dtypes)}")
+            return _ops.convert(self, dtype=dtypes[wanted], device="cuda" if ".cuda." in dtype else "cpu")
+        return self.to(dtype)
+
+    # ----- new tensors like this one ---------------------------------------------
+    def new_full(self, size, fill_value, *, dtype=None, device=None, requires_grad=False):
+        """A tensor of ``size`` filled with ``fill_value``, with this tensor's dtype and device
+        unless given."""
+        shape = tuple(size) if isinstance(size, (tuple, list)) else (size,)
+        dtype = self.data.dtype if dtype is None else np.dtype(dtype)
+        data = backend.array_module(self.data).full(shape, fill_value, dtype=dtype)
+        if device is not None:
+            data = backend.to_device(data, backend.normalize_device(device))
+        return Tensor(data, requires_grad=requires_grad)
+
+    def new_zeros(self, *size, dtype=None, device=None, requires_grad=False):
+        return self.new_full(_ops.common.normalize_shape(size, "new_zeros"), 0, dtype=dtype, device=device,
+                             requires_grad=requires_grad)
+
+    def new_ones(self, *size, dtype=None, device=None, requires_grad=False):
+        return self.new_full(_ops.common.normalize_shape(size, "new_ones"), 1, dtype=dtype, device=device,
+                             requires_grad=requires_grad)
+
+    def new_empty(self, *size, dtype=None, device=None, requires_grad=False):
+        return self.new_zeros(*size, dtype=dtype, device=device, requires_grad=requires_grad)
+
+    def new_tensor(self, data, *, dtype=None, device=None, requires_grad=False):
+        """A copy of ``data`` as a new leaf, with this tensor's dtype and device unless given."""
+        values = data.numpy() if isinstance(data, Tensor) else data
+        array = np.array(values, dtype=self.data.dtype if dtype is None else np.dtype(dtype))
+        device = self.device if device is None else backend.normalize_device(device)
+        return Tensor(backend.to_device(array, device), requires_grad=requires_grad)
+
+
+_TYPE_NAMES = {
+    np.dtype(np.float32): "FloatTensor", np.dtype(np.float64): "DoubleTensor", np.dtype(np.float16): "HalfTensor",
+    np.dtype(np.int64): "LongTensor", np.dtype(np.int32): "IntTensor", np.dtype(np.int16): "ShortTensor",
+    np.dtype(np.int8): "CharTensor", np.dtype(np.uint8): "ByteTensor", np.dtype(np.bool_): "BoolTensor",
+}  # fmt: skip
 
 
 def _is_dtype_name(text):

@@ -6,10 +6,14 @@ differences by ``tests/test_ops.py``; ``tests/test_coverage.py`` fails for any
 name here that has no gradient test unless it is listed in ``NON_DIFFERENTIABLE``.
 """
 
+from tinylm.ops import inplace  # Tensor.add_ and the other in-place methods
 from tinylm.ops.conversion import clone, convert
 from tinylm.ops.elementwise import (
     abs,
     add,
+    clamp,
+    clip,
+    cos,
     div,
     eq,
     erf,
@@ -28,43 +32,63 @@ from tinylm.ops.elementwise import (
     pow,
     relu,
     sigmoid,
+    sin,
     sqrt,
     sub,
     tanh,
 )
-from tinylm.ops.indexing import as_index, gather, getitem, masked_fill, where
-from tinylm.ops.linalg import matmul
-from tinylm.ops.reduction import ValuesIndices, all, any, argmax, argmin, max, mean, min, sum
+from tinylm.ops.indexing import as_index, gather, getitem, index_select, masked_fill, tril, triu, where
+from tinylm.ops.linalg import bmm, einsum, matmul
+from tinylm.ops.reduction import (
+    ValuesIndices,
+    all,
+    any,
+    argmax,
+    argmin,
+    max,
+    mean,
+    min,
+    norm,
+    std,
+    sum,
+    var,
+)
 from tinylm.ops.shape import (
     cat,
     chunk,
     expand,
     flatten,
     permute,
+    repeat,
     reshape,
     split,
     squeeze,
     stack,
+    t,
     transpose,
     unsqueeze,
     view,
 )
 from tinylm.ops.softmax import log_softmax, softmax
+from tinylm.ops.sorting import argsort, sort, topk
 
 __all__ = [
     # elementwise
     "add", "sub", "mul", "div", "pow", "neg", "exp", "log", "tanh", "sigmoid", "relu", "sqrt", "abs", "erf",
+    "sin", "cos", "clamp", "clip",
     # comparisons and logic
     "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_not",
     # reductions
-    "sum", "mean", "max", "min", "argmax", "argmin", "any", "all",
+    "sum", "mean", "max", "min", "argmax", "argmin", "any", "all", "var", "std", "norm",
+    # sorting
+    "sort", "argsort", "topk",
     # linear algebra
-    "matmul",
+    "matmul", "bmm", "einsum",
     # shape
     "reshape", "view", "permute", "transpose", "expand", "squeeze", "unsqueeze", "flatten",
-    "cat", "stack", "split", "chunk",
+    "cat", "stack", "split", "chunk", "t", "repeat",
     # indexing
-    "getitem", "gather", "masked_fill", "where",
+    "getitem", "gather", "masked_fill", "where", "index_select", "triu", "tril",
     # normalisation
     "softmax", "log_softmax",
     # copies
@@ -74,5 +98,5 @@ __all__ = [
 #: Public ops whose results carry no gradient (booleans and indices).
 NON_DIFFERENTIABLE = frozenset(
     {"eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_not",
-     "argmax", "argmin", "any", "all"}
+     "argmax", "argmin", "any", "all", "argsort"}
 )  # fmt: skip

@@ -92,14 +92,66 @@ def constant_like(value, like, op):
     return wrap(backend.array_module(like.data).asarray(value, dtype=dtype))
 
 
+def promote_types(a, b):
+    """PyTorch's ``promote_types``: the dtype two tensors of dtypes ``a`` and ``b`` compute in.
+
+    The same as NumPy's except that an integer or boolean dtype meeting a
+    floating one gives that floating dtype: int64 with float32 is float32 (NumPy
+    says float64, to hold every int64 exactly; PyTorch keeps the float's width).
+    """
+    if a == b:
+        return a
+    float_a, float_b = a.kind in "fc", b.kind in "fc"
+    if float_a != float_b:
+        return a if float_a else b
+    return np.promote_types(a, b)
+
+
+def _combine(higher, lower):
+    """A dtype of higher priority (a tensor with dimensions) meeting one of lower priority
+    (a 0-d tensor): the lower one counts only if it is of a higher category
+    (bool < integer < floating), as in PyTorch's ``result_type``."""
+    if higher.kind in "fc" and not (lower.kind == "c" and higher.kind == "f"):
+        return higher
+    if higher.kind == "b" or lower.kind in "fc":
+        return promote_types(higher, lower)
+    return higher
+
+
+def result_dtype(a, b):
+    """The dtype PyTorch gives a binary op of tensors ``a`` and ``b``.
+
+    Tensors with dimensions outrank 0-d tensors: ``float32[3] * float64[]`` is
+    float32, and ``int32[3] + int64[]`` is int32, but ``int64[3] * float64[]``
+    is float64, since a floating 0-d tensor still outranks an integer one.
+    (Python numbers rank lowest of all; ``constant_like`` gives them their dtype.)
+    """
+    da, db = a.data.dtype, b.data.dtype
+    if da == db:
+        return da
+    if (a.data.ndim == 0) == (b.data.ndim == 0):
+        return promote_types(da, db)
+    return _combine(db, da) if a.data.ndim == 0 else _combine(da, db)
+
+
 def operands(a, b, op):
-    """Two tensors from two operands of which at least one is a tensor."""
+    """Two tensors of one dtype from two operands of which at least one is a tensor.
+
+    The dtype is PyTorch's (``result_dtype``); an input converted to it gets its
+    gradient back in its own dtype through the conversion.
+    """
     if isinstance(a, Tensor):
         if isinstance(b, Tensor):
-            return a, b
+            if a.data.dtype is b.data.dtype:
+                return a, b
+            dtype = result_dtype(a, b)
+            return (a if a.data.dtype == dtype else a.to(dtype)), (b if b.data.dtype == dtype else b.to(dtype))
+        if isinstance(b, np.ndarray) and not isinstance(b, np.generic):
+            return operands(a, constant_like(b, a, op), op)  # an array counts as a tensor
         b = constant_like(b, a, op)
-        if a.data.dtype != b.data.dtype and a.data.dtype.kind not in "fc":
-            a = a.to(b.data.dtype)  # int tensor with a float number: compute in float
+        if a.data.dtype != b.data.dtype:
+            if a.data.dtype.kind not in "fc":
+                a = a.to(b.data.dtype)  # int tensor with a float number: compute in float
         return a, b
     if not isinstance(b, Tensor):
         raise TypeError(f"{op}: expected at least one Tensor, got {type(a).__name__} and {type(b).__name__}")

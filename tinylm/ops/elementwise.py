@@ -177,6 +177,49 @@ class Erf(Function):
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
 
 
+class Sin(Function):
+    """y = sin x; dx = g cos x."""
+
+    def forward(self, x):
+        self.x = x
+        return array_module(x).sin(x)
+
+    def backward(self, g):
+        return g * array_module(g).cos(self.x)
+
+
+class Cos(Function):
+    """y = cos x; dx = -g sin x."""
+
+    def forward(self, x):
+        self.x = x
+        return array_module(x).cos(x)
+
+    def backward(self, g):
+        return -g * array_module(g).sin(self.x)
+
+
+class Clamp(Function):
+    """y = min(max(x, low), high) for numbers ``low`` and ``high`` (either may be None).
+
+    dx = g where low <= x <= high, else 0; the bounds count as inside, as in
+    PyTorch. When low > high every element is ``high`` and no gradient flows.
+    """
+
+    def forward(self, x, low, high):
+        xp = array_module(x)
+        inside = None
+        if low is not None:
+            inside = x >= low
+        if high is not None:
+            inside = x <= high if inside is None else inside & (x <= high)
+        self.inside = inside
+        return xp.clip(x, low, high)
+
+    def backward(self, g):
+        return g * self.inside
+
+
 class Relu(Function):
     def forward(self, x):
         self.positive = x > 0
@@ -212,6 +255,12 @@ def add(a, b):
 
 
 def sub(a, b):
+    """``a - b``. A boolean tensor is refused, as in PyTorch (invert a mask with ``~`` instead)."""
+    for operand in (a, b):
+        if isinstance(operand, Tensor) and operand.data.dtype.kind == "b":
+            raise TypeError(
+                "sub: subtraction with a bool tensor is not supported; to invert a mask use ~ or logical_not()"
+            )
     return Sub.apply(*operands(a, b, "sub"))
 
 
@@ -261,8 +310,43 @@ sqrt = _unary_float(Sqrt, "sqrt")
 erf = _unary_float(Erf, "erf")
 
 
+sin = _unary_float(Sin, "sin")
+cos = _unary_float(Cos, "cos")
+
+
 def relu(x):
     return Relu.apply(x)
+
+
+def clamp(x, min=None, max=None):  # noqa: A002 (PyTorch's argument names)
+    """Each element of ``x`` limited to ``[min, max]``; either bound may be None, not both.
+
+    The bounds are numbers or tensors (broadcast against ``x``). With numbers,
+    one op (``Clamp``); with tensors, two ``where``s, so the bounds get
+    gradients too: ``min`` where ``x < min``, ``max`` where the result would exceed it.
+    """
+    if min is None and max is None:
+        raise ValueError("clamp: at least one of min and max must be given")
+    if isinstance(min, Tensor) or isinstance(max, Tensor):
+        from tinylm.ops.indexing import where  # indexing imports this module
+
+        out = x
+        if min is not None:
+            out = where(lt(out, min), min, out)
+        if max is not None:
+            out = where(gt(out, max), max, out)
+        return out
+    for bound in (min, max):
+        if bound is not None:
+            constant_like(bound, x, "clamp")  # type check only
+    if x.data.dtype.kind not in "fc" and any(isinstance(b, float) for b in (min, max)):
+        x = x.float()  # an integer tensor with a float bound computes in float, as in PyTorch
+    low = None if min is None else x.data.dtype.type(min)
+    high = None if max is None else x.data.dtype.type(max)
+    return Clamp.apply(x, low=low, high=high)
+
+
+clip = clamp
 
 
 def abs(x):  # noqa: A001 (the PyTorch name)

@@ -127,7 +127,82 @@ class Where(Function):
         return None, ga, gb
 
 
+class Triangle(Function):
+    """The upper (``triu``) or lower (``tril``) triangle of the last two dimensions, the rest zero.
+
+    y = x * M for a fixed 0/1 mask M, so dx = g * M: the backward keeps the same
+    triangle of the gradient, with no saved values.
+    """
+
+    def forward(self, x, diagonal, upper):
+        self.diagonal, self.upper = diagonal, upper
+        return self.keep(x)
+
+    def keep(self, a):
+        xp = array_module(a)
+        return xp.triu(a, self.diagonal) if self.upper else xp.tril(a, self.diagonal)
+
+    def backward(self, g):
+        return self.keep(g)
+
+
+class IndexSelect(Function):
+    """``out = x.take(index, axis=dim)``: whole slices of ``x`` picked by a 1-d ``index``.
+
+    A slice picked several times receives the sum of those gradients (a scatter-add).
+    """
+
+    def forward(self, x, index, axis):
+        self.x_shape, self.x_dtype, self.index, self.axis = x.shape, x.dtype, index, axis
+        return array_module(x).take(x, index, axis=axis)
+
+    def backward(self, g, _index_grad=None):
+        grad = array_module(g).zeros(self.x_shape, dtype=self.x_dtype)
+        backend.scatter_add(grad, (slice(None),) * self.axis + (self.index,), g)
+        return grad, None
+
+
 # ----- public functions ------------------------------------------------------
+
+
+def _triangle(x, diagonal, upper):
+    op = "triu" if upper else "tril"
+    if x.ndim < 2:
+        raise ValueError(f"{op}: expected a tensor with at least 2 dimensions, got shape {tuple(x.shape)}")
+    if not isinstance(diagonal, (int, np.integer)) or isinstance(diagonal, bool):
+        raise TypeError(f"{op}: diagonal must be an int, got {type(diagonal).__name__}")
+    return Triangle.apply(x, diagonal=int(diagonal), upper=upper)
+
+
+def triu(x, diagonal=0):
+    """Elements on and above diagonal ``diagonal`` of the last two dimensions (0: the main one,
+    positive: above it, negative: below it); the others are zero."""
+    return _triangle(x, diagonal, upper=True)
+
+
+def tril(x, diagonal=0):
+    """Elements on and below diagonal ``diagonal`` of the last two dimensions; the others are zero."""
+    return _triangle(x, diagonal, upper=False)
+
+
+def index_select(x, dim, index):
+    """The slices of ``x`` along ``dim`` at the positions in ``index`` (a 1-d integer tensor)."""
+    axis = normalize_dim(dim, x.ndim, "index_select")
+    if not isinstance(index, Tensor) or index.data.dtype.kind not in "iu":
+        got = index.data.dtype if isinstance(index, Tensor) else type(index).__name__
+        raise TypeError(f"index_select: index must be an integer tensor, got {got}")
+    if index.ndim > 1:
+        raise ValueError(f"index_select: index must have at most 1 dimension, got shape {tuple(index.shape)}")
+    if x.ndim == 0:
+        raise ValueError("index_select: expected a tensor with at least 1 dimension, got a 0-d tensor")
+    picks = backend.to_device(index.data.reshape(-1), x.device)
+    length = x.shape[axis]
+    if picks.size and (int(picks.min()) < 0 or int(picks.max()) >= length):
+        raise IndexError(
+            f"index_select: index out of range for dimension {axis} of size {length} "
+            f"(tensor shape {tuple(x.shape)}); indices must be in [0, {length})"
+        )
+    return IndexSelect.apply(x, Tensor(picks), axis=axis)
 
 
 def getitem(x, index):

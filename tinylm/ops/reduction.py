@@ -1,13 +1,16 @@
 """Reductions: sum, mean, max, min, and the index-returning argmax/argmin."""
 
+import builtins
 from typing import NamedTuple
 
 import numpy as np
 
 from tinylm.backend import array_module
 from tinylm.ops.common import check_floating, normalize_dim, normalize_dims
+from tinylm.ops.elementwise import abs as absolute
+from tinylm.ops.elementwise import sqrt
 from tinylm.ops.indexing import Gather
-from tinylm.ops.shape import squeeze
+from tinylm.ops.shape import permute, reshape, squeeze
 from tinylm.tensor import Function, Tensor, wrap
 
 
@@ -67,6 +70,74 @@ class Extreme(Function):
     def backward(self, g):
         ties = self.x == self.out
         return g * ties / int(ties.sum())
+
+
+class Var(Function):
+    """Variance over ``axes`` with ``correction`` (1: the unbiased estimate, 0: the population's).
+
+    With d = x - mean(x) over the N reduced elements, y = sum(d^2) / (N - c).
+    dy/dx_k = 2 d_k / (N - c): the mean's own dependence on x_k drops out, since
+    sum(d) = 0. So dx = g * 2 d / (N - c), g broadcast back over the reduced axes.
+    """
+
+    def forward(self, x, axes, correction, keepdim):
+        self.x_shape, self.axes, self.keepdim = x.shape, axes, keepdim
+        count = 1
+        for axis in axes:
+            count *= x.shape[axis]
+        denominator = x.dtype.type(builtins.max(0, count - correction))  # PyTorch's max(0, N - c)
+        with np.errstate(invalid="ignore", divide="ignore"):  # N <= c gives inf or NaN, as in PyTorch
+            self.d = x - x.sum(axis=axes, keepdims=True) / x.dtype.type(count)
+            self.scale = x.dtype.type(2) / denominator
+            return (self.d * self.d).sum(axis=axes, keepdims=keepdim) / denominator
+
+    def backward(self, g):
+        if not self.keepdim:
+            g = g.reshape(_kept_shape(self.x_shape, self.axes))
+        return g * self.scale * self.d
+
+
+class Norm(Function):
+    """The vector p-norm over ``axes``: y = (sum |x|^p)^(1/p), with p = inf giving max |x|.
+
+    p = 2:   dx = g x / y (0 where y = 0, as PyTorch gives);
+    p = 1:   dx = g sign(x);
+    p = inf: dx = g sign(x) on the elements whose |x| equals y, shared equally among ties;
+    other p: dx = g sign(x) |x|^(p-1) / y^(p-1).
+    """
+
+    def forward(self, x, p, axes, keepdim):
+        xp = array_module(x)
+        self.x, self.p, self.x_shape, self.axes, self.keepdim = x, p, x.shape, axes, keepdim
+        magnitude = xp.abs(x)
+        if p == 2:
+            out = xp.sqrt((x * x).sum(axis=axes, keepdims=True))
+        elif p == 1:
+            out = magnitude.sum(axis=axes, keepdims=True)
+        elif p == np.inf:
+            out = magnitude.max(axis=axes, keepdims=True, initial=0)
+        else:
+            out = (magnitude**p).sum(axis=axes, keepdims=True) ** (1.0 / p)
+        self.out = out  # kept with the reduced axes, for broadcasting in backward
+        return out if keepdim else out.reshape(tuple(n for i, n in enumerate(x.shape) if i not in axes))
+
+    def backward(self, g):
+        xp = array_module(g)
+        if not self.keepdim:
+            g = g.reshape(_kept_shape(self.x_shape, self.axes))
+        x, y, p = self.x, self.out, self.p
+        if p == 2:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return xp.where(y == 0, x.dtype.type(0), g * x / y)
+        sign = xp.sign(x)
+        if p == 1:
+            return g * sign
+        if p == np.inf:
+            ties = xp.abs(x) == y
+            count = ties.sum(axis=self.axes, keepdims=True)
+            return g * sign * ties / xp.maximum(count, 1).astype(x.dtype)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return xp.where(y == 0, x.dtype.type(0), g * sign * xp.abs(x) ** (p - 1) / y ** (p - 1))
 
 
 def _check_reducible(x, axes, op):
@@ -145,3 +216,62 @@ def any(x):  # noqa: A001 (the PyTorch name)
 
 def all(x):  # noqa: A001 (the PyTorch name)
     return wrap(array_module(x.data).asarray(x.data.all()))
+
+
+def var(x, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    """Variance over ``dim`` (an int, a tuple, or None for all), with Bessel's correction by default.
+
+    PyTorch's two spellings both work: ``unbiased=False`` (or True), and
+    ``correction=0`` (or 1, or any number); a bool given as ``dim`` is ``unbiased``.
+    """
+    check_floating(x, "var")
+    if isinstance(dim, bool):
+        dim, unbiased = None, dim
+    if correction is None:
+        correction = 1 if unbiased is None or unbiased else 0
+    elif unbiased is not None:
+        raise ValueError("var: give unbiased or correction, not both")
+    axes = normalize_dims(dim, x.ndim, "var")
+    return Var.apply(x, axes=axes, correction=correction, keepdim=keepdim)
+
+
+def std(x, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    """Standard deviation: the square root of ``var`` with the same arguments."""
+    check_floating(x, "std")
+    return sqrt(var(x, dim, unbiased, keepdim, correction=correction))
+
+
+def norm(x, p="fro", dim=None, keepdim=False, dtype=None):
+    """The vector p-norm over ``dim`` (all elements when None): p = 2 or "fro" (the default),
+    1, inf, -inf, 0 (the count of non-zeros), or any other positive number."""
+    check_floating(x, "norm")
+    if dtype is not None:
+        x = x.to(dtype)
+    if p == "fro":
+        p = 2
+    if isinstance(p, str) or isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)):
+        raise ValueError(
+            f"norm: p={p!r} is not supported; expected 'fro' or a number (nuclear norms are not in tinylm)"
+        )
+    axes = normalize_dims(dim, x.ndim, "norm")
+    p = float(p)
+    if p == -np.inf:
+        return _min_over(absolute(x), axes, keepdim)
+    if p == 0:
+        xp = array_module(x.data)
+        count = (x.data != 0).sum(axis=axes, keepdims=keepdim).astype(x.dtype)
+        return wrap(xp.asarray(count))
+    if p < 0:
+        raise ValueError(f"norm: p={p} is not supported; expected p > 0, inf or -inf")
+    return Norm.apply(x, p=p, axes=axes, keepdim=keepdim)
+
+
+def _min_over(x, axes, keepdim):
+    """The smallest element over several axes (or all), as one tensor."""
+    rest = [i for i in range(x.ndim) if i not in axes]
+    moved = permute(x, *rest, *axes) if x.ndim else x
+    flat = reshape(moved, *[x.shape[i] for i in rest], -1)
+    values = min(flat, -1).values
+    if keepdim:
+        values = reshape(values, *[1 if i in axes else n for i, n in enumerate(x.shape)])
+    return values

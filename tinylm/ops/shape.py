@@ -90,6 +90,28 @@ class Split(Function):
         return xp.concatenate(filled, axis=self.axis)
 
 
+class Repeat(Function):
+    """``x`` tiled ``repeats[i]`` times along dimension i (``numpy.tile``).
+
+    Output element (r_0, j_0, r_1, j_1, ...) -- copy r_i, position j_i -- is
+    x[j_0, j_1, ...], so dx is g viewed as (r_0, n_0, r_1, n_1, ...) summed
+    over every copy axis r_i.
+    """
+
+    def forward(self, x, repeats):
+        self.x_shape = x.shape
+        self.padded = (1,) * (len(repeats) - x.ndim) + x.shape  # x with the new leading axes
+        self.repeats = repeats
+        return array_module(x).tile(x, repeats)
+
+    def backward(self, g):
+        interleaved = []
+        for r, n in zip(self.repeats, self.padded):
+            interleaved += [r, n]
+        copies = tuple(range(0, 2 * len(self.repeats), 2))
+        return g.reshape(interleaved).sum(axis=copies).reshape(self.x_shape)
+
+
 # ----- public functions ------------------------------------------------------
 
 
@@ -244,3 +266,23 @@ def chunk(x, chunks, dim=0):
         raise ValueError(f"chunk: chunks must be positive, got {chunks}")
     axis = normalize_dim(dim, x.ndim, "chunk")
     return split(x, max(1, -(-x.shape[axis] // chunks)), axis)
+
+
+def t(x):
+    """The transpose of a matrix; a 0-d or 1-d tensor is returned as it is (``torch.t``)."""
+    if x.ndim > 2:
+        raise ValueError(f"t: expected a tensor with at most 2 dimensions, got shape {tuple(x.shape)}; use transpose")
+    return x if x.ndim < 2 else Permute.apply(x, dims=(1, 0))
+
+
+def repeat(x, *sizes):
+    """Tile ``x``: ``sizes[i]`` copies along dimension i; extra leading sizes add new dimensions."""
+    sizes = normalize_shape(sizes, "repeat")
+    if len(sizes) < x.ndim:
+        raise ValueError(
+            f"repeat: {len(sizes)} repeat counts {sizes} given for a tensor with {x.ndim} dimensions; "
+            "expected at least one per dimension"
+        )
+    if any(n < 0 for n in sizes):
+        raise ValueError(f"repeat: repeat counts must be non-negative, got {sizes}")
+    return Repeat.apply(x, repeats=sizes)
