@@ -6,19 +6,21 @@ made (``last_epoch`` becomes 0), and ``scheduler.step()`` after each
 it last set; ``state_dict()`` / ``load_state_dict()`` save and restore where it
 is (``load_state_dict`` also puts those rates back into the optimizer).
 
-Where tinylm differs from PyTorch (``docs/pytorch.md``):
+As in PyTorch, the first scheduler made on an optimizer records each group's
+rate as ``group["initial_lr"]``, and every schedule starts from that
+(``base_lrs``), so schedules made one after another (``SequentialLR``) share it,
+and ``last_epoch`` resumes from it.
 
-- every schedule but ``ReduceLROnPlateau`` is computed in closed form from
-  its step count and the rates the groups had when it was made (``base_lrs``),
-  where some of PyTorch's rescale the group's current rate step by step; the
-  two agree to rounding unless something else changes ``group["lr"]`` meanwhile
-  (two schedules on one optimizer: chain them by hand in one ``LambdaLR``);
-- a scheduler keeps its own settings (PyTorch writes ``initial_lr``, and
-  ``OneCycleLR`` ``max_lr``, ``min_lr``, ``max_momentum``, ``base_momentum``,
-  into each param group); so ``last_epoch`` other than -1, PyTorch's way to
-  resume from those group entries, is refused: resume with ``load_state_dict``.
+Where tinylm differs from PyTorch (``docs/pytorch.md``): every schedule but
+``ReduceLROnPlateau`` is computed in closed form from its step count and
+``base_lrs``, where some of PyTorch's rescale the group's current rate step by
+step; the two agree to rounding unless something else changes ``group["lr"]``
+meanwhile (two schedules stepped on one optimizer at once: combine them in one
+``LambdaLR``). ``OneCycleLR`` keeps its ``max_lr``, ``min_lr``, ``max_momentum``
+and ``base_momentum`` in itself rather than in the param groups.
 """
 
+import bisect
 import copy
 import math
 import warnings
@@ -49,20 +51,20 @@ class LRScheduler:
     def __init__(self, optimizer, last_epoch=-1):
         name = type(self).__name__
         _check_optimizer(name, optimizer)
-        if last_epoch != -1:
-            raise NotImplementedError(
-                f"{name}: last_epoch={last_epoch} (PyTorch's resume from 'initial_lr' in the param groups) is not "
-                "in tinylm; make the scheduler with last_epoch=-1 and load its state_dict() instead"
-            )
         self.optimizer = optimizer
-        self.base_lrs = self._initial_lrs()
-        self.last_epoch = -1
+        if last_epoch == -1:
+            for group in optimizer.param_groups:
+                group.setdefault("initial_lr", group["lr"])
+        else:
+            for i, group in enumerate(optimizer.param_groups):
+                if "initial_lr" not in group:
+                    raise KeyError(f"{name}: last_epoch={last_epoch} resumes from each param group's 'initial_lr', "
+                                   f"which param_groups[{i}] lacks; load the optimizer's state_dict first, or make "
+                                   "the scheduler with last_epoch=-1 and load its own state_dict")  # fmt: skip
+        self.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
+        self.last_epoch = last_epoch
         self._step_count = 0
         self.step()
-
-    def _initial_lrs(self):
-        """The rates the schedule starts from: the groups' rates as they are now."""
-        return [group["lr"] for group in self.optimizer.param_groups]
 
     def lr_at(self, step, base_lr):
         raise NotImplementedError
@@ -92,10 +94,12 @@ class LRScheduler:
         """The rates the last ``step()`` (or the constructor) set, one per group."""
         return list(self._last_lr)
 
+    _unsaved = ("optimizer", "lr_lambdas")  # attributes state_dict() leaves out
+
     def state_dict(self):
         """Everything but the optimizer and functions (as PyTorch's, which saves functions as None)."""
         return {key: copy.deepcopy(value) for key, value in self.__dict__.items()
-                if key != "optimizer" and not callable(value) and key != "lr_lambdas"}  # fmt: skip
+                if key not in self._unsaved and not callable(value)}  # fmt: skip
 
     def load_state_dict(self, state_dict):
         """Restore a ``state_dict()``, and set the optimizer's rates to the ones it had then.
@@ -103,7 +107,7 @@ class LRScheduler:
         Raises ValueError, changing nothing, for a state that is not this kind of
         scheduler's or that has another number of param groups."""
         name = type(self).__name__
-        own = self.state_dict()
+        own = LRScheduler.state_dict(self)
         if not isinstance(state_dict, Mapping) or not set(own) <= set(state_dict):
             missing = sorted(set(own) - set(state_dict)) if isinstance(state_dict, Mapping) else "everything"
             raise ValueError(f"{name}.load_state_dict: not a {name} state (it lacks {missing})")
@@ -138,6 +142,73 @@ class ConstantLR(LRScheduler):
 
     def lr_at(self, step, base_lr):
         return base_lr * (self.factor if step < self.total_iters else 1.0)
+
+
+class LinearLR(LRScheduler):
+    """``base_lr * factor``, the factor going linearly from ``start_factor`` to ``end_factor`` over
+    the first ``total_iters`` steps, then staying there (a warmup, from ``start_factor`` up to 1)."""
+
+    def __init__(self, optimizer, start_factor=1.0 / 3, end_factor=1.0, total_iters=5, last_epoch=-1):
+        if not 0 < start_factor <= 1 or not 0 <= end_factor <= 1:
+            raise ValueError(f"LinearLR: start_factor must be in (0, 1] and end_factor in [0, 1], got "
+                             f"{start_factor} and {end_factor}")  # fmt: skip
+        self.start_factor, self.end_factor, self.total_iters = start_factor, end_factor, total_iters
+        super().__init__(optimizer, last_epoch)
+
+    def lr_at(self, step, base_lr):
+        progress = min(self.total_iters, step) / self.total_iters
+        return base_lr * (self.start_factor + (self.end_factor - self.start_factor) * progress)
+
+
+class SequentialLR(LRScheduler):
+    """``schedulers[i]`` from step ``milestones[i - 1]`` (0 for the first) until ``milestones[i]``,
+    each counting its own steps from 0 where it takes over (a warmup, then a decay)."""
+
+    def __init__(self, optimizer, schedulers, milestones, last_epoch=-1):
+        name = "SequentialLR"
+        _check_optimizer(name, optimizer)
+        schedulers, milestones = list(schedulers), list(milestones)
+        if not schedulers or len(milestones) != len(schedulers) - 1:
+            raise ValueError(f"{name}: expected one milestone fewer than schedulers, got {len(schedulers)} "
+                             f"schedulers and {len(milestones)} milestones")  # fmt: skip
+        for i, scheduler in enumerate(schedulers):
+            if isinstance(scheduler, (ReduceLROnPlateau, SequentialLR)):
+                raise ValueError(f"{name}: schedulers[{i}] is a {type(scheduler).__name__}, which cannot be "
+                                 "sequenced (as in PyTorch)")  # fmt: skip
+            if scheduler.optimizer is not optimizer:
+                raise ValueError(f"{name}: schedulers[{i}] is for another optimizer")
+        self.optimizer, self._schedulers, self._milestones = optimizer, schedulers, milestones
+        self.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
+        self.last_epoch = last_epoch
+        self._step_count = 0
+        self.step()
+
+    def step(self):
+        self._step_count += 1
+        self.last_epoch += 1
+        index = bisect.bisect_right(self._milestones, self.last_epoch)
+        scheduler = self._schedulers[index]
+        scheduler.last_epoch = self.last_epoch - (self._milestones[index - 1] if index else 0)
+        for group, lr in zip(self.optimizer.param_groups, scheduler.get_lr()):
+            group["lr"] = lr
+        self._last_lr = scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+    _unsaved = ("optimizer", "_schedulers")  # saved through their own state_dict()
+
+    def state_dict(self):
+        state = super().state_dict()
+        state["_schedulers"] = [scheduler.state_dict() for scheduler in self._schedulers]
+        return state
+
+    def load_state_dict(self, state_dict):
+        state = dict(state_dict)
+        saved = state.pop("_schedulers", None)
+        if not isinstance(saved, list) or len(saved) != len(self._schedulers):
+            raise ValueError(f"SequentialLR.load_state_dict: expected the states of {len(self._schedulers)} "
+                             "schedulers")  # fmt: skip
+        for scheduler, scheduler_state in zip(self._schedulers, saved):
+            scheduler.load_state_dict(scheduler_state)
+        super().load_state_dict(state)
 
 
 class StepLR(LRScheduler):
@@ -226,6 +297,9 @@ class OneCycleLR(LRScheduler):
         self.anneal_strategy = anneal_strategy
         self.max_lrs = [float(lr) for lr in _per_group(name, "max_lr", max_lr, optimizer)]
         self.initial_lrs = [lr / div_factor for lr in self.max_lrs]
+        if last_epoch == -1:
+            for group, initial in zip(optimizer.param_groups, self.initial_lrs):
+                group["initial_lr"] = initial
         self.min_lrs = [lr / final_div_factor for lr in self.initial_lrs]
         total = self.total_steps
         # (last step of the phase, where the rate starts, where it ends, where the momentum starts, ends)
@@ -251,9 +325,6 @@ class OneCycleLR(LRScheduler):
             for group, momentum in zip(optimizer.param_groups, self.max_momentums):
                 self._set_momentum(group, momentum)
         super().__init__(optimizer, last_epoch)
-
-    def _initial_lrs(self):
-        return list(self.initial_lrs)
 
     def _set_momentum(self, group, momentum):
         if self.use_beta1:

@@ -29,6 +29,9 @@ class Optimizer:
     """
 
     state_spec = None
+    #: What a learning-rate scheduler keeps in a group besides the optimizer's settings (PyTorch's
+    #: ``initial_lr``, the rate its schedule starts from); accepted in groups and saved states.
+    schedule_keys = frozenset({"initial_lr"})
 
     def __init__(self, params, defaults):
         self.defaults = dict(defaults)
@@ -47,7 +50,7 @@ class Optimizer:
         group["params"] = [params] if isinstance(params, Tensor) else list(params)
         for name, default in self.defaults.items():
             group.setdefault(name, default)
-        unknown = set(group) - set(self.defaults) - {"params"}
+        unknown = set(group) - set(self.defaults) - {"params"} - self.schedule_keys
         if unknown:
             raise ValueError(f"{type(self).__name__}: unknown settings in a parameter group: {sorted(unknown)}")
         try:
@@ -106,6 +109,9 @@ class Optimizer:
                 continue
             if not fits:
                 raise ValueError(f"{name} must be {expected}, got {value!r}")
+        for name in self.schedule_keys & set(group):
+            if not _finite(group[name]):
+                raise ValueError(f"{name} must be a finite number, got {group[name]!r}")
         self.check_settings(group)
 
     def _check_saved_state(self, index, parameter, entries):
@@ -200,7 +206,7 @@ class Optimizer:
         for number, (saved, own) in enumerate(zip(groups, self.param_groups)):
             group = {k: copy.deepcopy(v) for k, v in saved.items() if k != "params"}
             missing = sorted(set(self.defaults) - set(group))
-            unknown = sorted(set(group) - set(self.defaults), key=str)
+            unknown = sorted(set(group) - set(self.defaults) - self.schedule_keys, key=str)
             if missing or unknown:
                 raise ValueError(f"{name}.load_state_dict: saved group {number} "
                                  + (f"lacks the settings {missing}" if missing else f"has unknown settings {unknown}"))
