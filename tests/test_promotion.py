@@ -85,6 +85,9 @@ def test_rules_stated_in_the_issue():
     assert (floats * tinylm.tensor(2.0, dtype=tinylm.float64)).dtype == np.float32  # a 0-d tensor ranks lower
     assert (ints * tinylm.tensor(2.0, dtype=tinylm.float64)).dtype == np.float64  # but a higher category counts
     assert (floats + np.ones(3)).dtype == np.float64  # an array counts as a tensor with dimensions
+    assert (ints @ floats).dtype == np.float32
+    assert ops.bmm(ints.reshape(1, 1, 3), floats.reshape(1, 3, 1)).dtype == np.float32
+    assert ops.einsum("i,i->", ints, floats).dtype == np.float32
 
 
 @pytest.mark.parametrize("op", ["add", "sub", "mul", "div", "pow"])
@@ -110,3 +113,24 @@ def test_gradients_across_dtypes_match_float64_finite_differences():
     (a * b * b).sum().backward()
     np.testing.assert_allclose(a.grad.numpy(), [0.25, 9.0])
     np.testing.assert_allclose(b.grad.numpy(), [1.5, -12.0])
+
+
+@pytest.mark.parity
+@pytest.mark.parametrize("join", ["cat", "stack"])
+@pytest.mark.parametrize("dtypes", [("int64", "float32"), ("bool", "int32"), ("int32", "int64", "float64"), ("float32",)])
+def test_cat_and_stack_promote_as_pytorch(torch, join, dtypes):
+    arrays = [np.array([1, 0]).astype(d) for d in dtypes]
+    expected = getattr(torch, join)([torch.from_numpy(a) for a in arrays])
+    result = getattr(ops, join)([tinylm.tensor(a) for a in arrays])
+    assert result.dtype == np.dtype(str(expected.dtype).replace("torch.", ""))
+    np.testing.assert_array_equal(result.numpy(), expected.numpy())
+
+
+def test_cat_gives_each_input_its_gradient_in_its_own_dtype():
+    single = tinylm.ones(2, requires_grad=True)
+    double = tinylm.ones(3, dtype=tinylm.float64, requires_grad=True)
+    joined = ops.cat([single, double])
+    assert joined.dtype == np.float64
+    (joined * tinylm.arange(5)).sum().backward()
+    assert single.grad.dtype == np.float32 and single.grad.tolist() == [0.0, 1.0]
+    assert double.grad.dtype == np.float64 and double.grad.tolist() == [2.0, 3.0, 4.0]

@@ -78,6 +78,8 @@ def matmul(a, b):
         )
     if not can_broadcast(a.shape[:-2], b.shape[:-2]):
         raise broadcast_error("matmul (batch dimensions)", a.shape[:-2], b.shape[:-2])
+    if a.data.dtype is not b.data.dtype:
+        a, b = operands(a, b, "matmul")  # PyTorch's promotion: int64 @ float32 is float32
     return MatMul.apply(a, b)
 
 

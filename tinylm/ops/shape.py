@@ -7,7 +7,7 @@ into the input's layout.
 import math
 
 from tinylm.backend import array_module
-from tinylm.ops.common import normalize_dim, normalize_shape, reduce_to
+from tinylm.ops.common import normalize_dim, normalize_shape, promote_types, reduce_to
 from tinylm.tensor import Function
 
 
@@ -221,6 +221,15 @@ def _check_same_shapes(tensors, axis, op):
             )
 
 
+def _promoted(tensors):
+    """The tensors converted to the dtype they promote to together, as PyTorch's cat and stack do."""
+    dtype = tensors[0].data.dtype
+    for t in tensors:
+        if t.data.dtype != dtype:
+            dtype = promote_types(dtype, t.data.dtype)
+    return [t if t.data.dtype == dtype else t.to(dtype) for t in tensors]
+
+
 def cat(tensors, dim=0):
     """Join tensors along an existing dimension."""
     tensors = list(tensors)
@@ -230,7 +239,7 @@ def cat(tensors, dim=0):
         raise ValueError("cat: zero-dimensional tensors cannot be concatenated; use stack")
     axis = normalize_dim(dim, tensors[0].ndim, "cat")
     _check_same_shapes(tensors, axis, "cat")
-    return Cat.apply(*tensors, axis=axis)
+    return Cat.apply(*_promoted(tensors), axis=axis)
 
 
 def stack(tensors, dim=0):
@@ -238,7 +247,7 @@ def stack(tensors, dim=0):
     tensors = list(tensors)
     _check_same_shapes(tensors, None, "stack")
     axis = normalize_dim(dim, tensors[0].ndim + 1, "stack")
-    return Stack.apply(*tensors, axis=axis)
+    return Stack.apply(*_promoted(tensors), axis=axis)
 
 
 def split(x, split_size_or_sections, dim=0):
