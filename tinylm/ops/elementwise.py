@@ -214,7 +214,8 @@ class Clamp(Function):
         if high is not None:
             inside = x <= high if inside is None else inside & (x <= high)
         self.inside = inside
-        return xp.clip(x, low, high)
+        out = x if low is None else xp.maximum(x, low)  # clip, in the form CuPy also takes with one bound
+        return out if high is None else xp.minimum(out, high)
 
     def backward(self, g):
         return g * self.inside

@@ -2,6 +2,8 @@
 
 import math
 
+import numpy as np
+
 from tinylm.backend import array_module
 from tinylm.ops.common import broadcast_error, can_broadcast, operands, promote_types, reduce_to
 from tinylm.tensor import Function
@@ -123,7 +125,7 @@ class Einsum(Function):
     def forward(self, *arrays, subscripts, output):
         self.arrays, self.subscripts, self.output = arrays, subscripts, output
         equation = ",".join(subscripts) + "->" + output
-        return array_module(arrays[0]).einsum(equation, *arrays, optimize=len(arrays) > 2)
+        return _einsum(equation, *arrays)
 
     def backward(self, g):
         return tuple(
@@ -138,7 +140,7 @@ class Einsum(Function):
         distinct = "".join(dict.fromkeys(letters))  # letters of x_i, first appearance order
         reached = "".join(c for c in distinct if c in present)
         equation = ",".join([self.output] + [self.subscripts[k] for k in others]) + "->" + reached
-        partial = xp.einsum(equation, g, *(self.arrays[k] for k in others), optimize=len(others) > 1)
+        partial = _einsum(equation, g, *(self.arrays[k] for k in others))
         # sizes of x_i's own letters; then broadcast along the letters only x_i has
         size = {c: x.shape[d] for d, c in enumerate(letters)}
         partial = partial.reshape([partial.shape[reached.index(c)] if c in reached else 1 for c in distinct])
@@ -158,6 +160,14 @@ class Einsum(Function):
             positions.append(xp.arange(size[c]).reshape(shape))
         grad[tuple(positions)] = partial
         return grad
+
+
+def _einsum(equation, *arrays):
+    """NumPy's einsum, letting it pick the order of a product of three or more operands."""
+    xp = array_module(arrays[0])
+    if xp is np and len(arrays) > 2:
+        return xp.einsum(equation, *arrays, optimize=True)
+    return xp.einsum(equation, *arrays)
 
 
 _LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"

@@ -115,7 +115,8 @@ class Norm(Function):
         elif p == 1:
             out = magnitude.sum(axis=axes, keepdims=True)
         elif p == np.inf:
-            out = magnitude.max(axis=axes, keepdims=True, initial=0)
+            kept = _kept_shape(x.shape, axes)
+            out = magnitude.max(axis=axes, keepdims=True) if x.size else xp.zeros(kept, dtype=x.dtype)
         else:
             out = (magnitude**p).sum(axis=axes, keepdims=True) ** (1.0 / p)
         self.out = out  # kept with the reduced axes, for broadcasting in backward

@@ -5,6 +5,8 @@ picked with ``Gather``, whose backward sends each output's gradient back to the
 element it came from. So ``sort`` and ``topk`` need no Function of their own.
 """
 
+import numpy as np
+
 from tinylm.backend import array_module
 from tinylm.ops.common import normalize_dim
 from tinylm.ops.indexing import Gather
@@ -20,11 +22,12 @@ def _order(data, axis, descending):
     and NaN (which NumPy sorts last) comes first, as PyTorch puts it.
     """
     xp = array_module(data)
+    stable = {"kind": "stable"} if xp is np else {}  # CuPy's sort is always stable and takes no kind
     if not descending:
-        return xp.argsort(data, axis=axis, kind="stable")
+        return xp.argsort(data, axis=axis, **stable)
     n = data.shape[axis]
     flipped = xp.flip(data, axis=axis)
-    return xp.flip(n - 1 - xp.argsort(flipped, axis=axis, kind="stable"), axis=axis)
+    return xp.flip(n - 1 - xp.argsort(flipped, axis=axis, **stable), axis=axis)
 
 
 def sort(x, dim=-1, descending=False, stable=False):
