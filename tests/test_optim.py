@@ -272,3 +272,27 @@ def test_every_groups_settings_are_checked(make, fragment):
     with pytest.raises(ValueError) as caught:
         make([nn.Parameter(tinylm.zeros(2))])
     assert fragment in str(caught.value), str(caught.value)
+
+
+@pytest.mark.parity
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW"])
+def test_per_group_settings_match_torch(torch, name):
+    """Each group's own lr, weight_decay and betas (or momentum), one group added later with
+    add_param_group, against torch.optim over five steps."""
+    own = {"SGD": [dict(lr=0.05, momentum=0.9, weight_decay=0.01), dict(lr=0.2, momentum=0.5)],
+           "Adam": [dict(lr=0.01, betas=(0.8, 0.99), weight_decay=0.1), dict(lr=0.03, betas=(0.5, 0.9))],
+           "AdamW": [dict(lr=0.01, betas=(0.8, 0.99), weight_decay=0.3), dict(lr=0.03, weight_decay=0.0)]}[name]
+    weights, x, target = _problem(np.float64)
+    results = []
+    for module, make in ((tinylm, lambda w: nn.Parameter(tinylm.tensor(w))),
+                         (torch, lambda w: torch.nn.Parameter(torch.tensor(w)))):  # fmt: skip
+        params = [make(w) for w in weights]
+        optimizer = getattr(module.optim, name)([dict(params=[params[0]], **own[0])], lr=0.1)
+        optimizer.add_param_group(dict(params=[params[1]], **own[1]))
+        for _ in range(5):
+            optimizer.zero_grad()
+            ((module.tensor(x) @ params[0] + params[1] - module.tensor(target)) ** 2).mean().backward()
+            optimizer.step()
+        results.append(params)
+    for mine, reference in zip(*results):
+        assert_close(mine, reference, np.float64)
