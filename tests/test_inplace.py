@@ -162,3 +162,13 @@ def test_version_entries_go_away_with_their_arrays():
     for _ in range(50):
         tinylm.zeros(4).add_(1)
     assert len(_changed) <= before + 1
+
+
+def test_manual_sgd_with_augmented_assignment_updates_the_parameter_itself():
+    w = tinylm.tensor([1.0, -2.0], requires_grad=True)
+    parameters = [w]
+    (w * w).sum().backward()
+    with tinylm.no_grad():
+        for p in parameters:
+            p -= 0.25 * p.grad  # PyTorch tutorials' update: must change w, not rebind p
+    assert w.tolist() == [0.5, -1.0] and w.requires_grad and w.is_leaf

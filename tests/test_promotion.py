@@ -117,7 +117,8 @@ def test_gradients_across_dtypes_match_float64_finite_differences():
 
 @pytest.mark.parity
 @pytest.mark.parametrize("join", ["cat", "stack"])
-@pytest.mark.parametrize("dtypes", [("int64", "float32"), ("bool", "int32"), ("int32", "int64", "float64"), ("float32",)])
+@pytest.mark.parametrize("dtypes", [("int64", "float32"), ("bool", "int32"), ("int32", "int64", "float64"), ("float32",)],
+                         ids=str)
 def test_cat_and_stack_promote_as_pytorch(torch, join, dtypes):
     arrays = [np.array([1, 0]).astype(d) for d in dtypes]
     expected = getattr(torch, join)([torch.from_numpy(a) for a in arrays])
