@@ -119,6 +119,9 @@ class LRScheduler:
             group["lr"] = lr
 
 
+_LRScheduler = LRScheduler  # the name older PyTorch code subclasses
+
+
 class LambdaLR(LRScheduler):
     """``base_lr * lr_lambda(step)``; ``lr_lambda`` a function, or a list of one per group."""
 
