@@ -172,3 +172,13 @@ def test_manual_sgd_with_augmented_assignment_updates_the_parameter_itself():
         for p in parameters:
             p -= 0.25 * p.grad  # PyTorch tutorials' update: must change w, not rebind p
     assert w.tolist() == [0.5, -1.0] and w.requires_grad and w.is_leaf
+
+
+def test_assigning_a_value_that_requires_grad_is_refused_rather_than_losing_its_gradient():
+    outputs = tinylm.zeros(2, 3)
+    h = tinylm.ones(3, requires_grad=True) * 2
+    with pytest.raises(RuntimeError, match="gradient would be lost.*stack"):
+        outputs[0] = h
+    with tinylm.no_grad():
+        outputs[0] = h  # no gradient wanted: allowed
+    assert outputs.tolist()[0] == [2.0, 2.0, 2.0] and outputs._version == 1

@@ -664,6 +664,12 @@ class Tensor:
                 "in-place assignment to a tensor that requires grad would corrupt its gradient; "
                 "use masked_fill/where, or assign under tinylm.no_grad()"
             )
+        if _grad_enabled and isinstance(value, Tensor) and value.requires_grad:
+            raise RuntimeError(
+                "setitem: the value assigned requires grad, and tinylm does not record in-place "
+                "assignment, so its gradient would be lost; collect the pieces and join them with "
+                "tinylm.stack or tinylm.cat, or assign under tinylm.no_grad() if no gradient is wanted"
+            )
         self.data[_ops.as_index(index, op="setitem")] = value.data if isinstance(value, Tensor) else value
         _mark_changed(self.data)
 
