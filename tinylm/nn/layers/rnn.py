@@ -232,11 +232,13 @@ class RNNBase(Module):
             initial = [[state[order] for state in states] for states in initial]
         x, finals = data, []
         for k in range(self.num_layers):
+            # each run's rows, apart: one op (one gradient array in backward), shared by both directions
+            blocks = ops.split(x, [steps * batch for steps, batch in runs], dim=0)
             outputs = []
             for direction in range(self.num_directions):
                 out, last = _packed_direction(
-                    self.mode, x, runs, initial[k * self.num_directions + direction], self._weights(k, direction),
-                    reverse=direction == 1,
+                    self.mode, blocks, runs, initial[k * self.num_directions + direction],
+                    self._weights(k, direction), reverse=direction == 1,
                 )  # fmt: skip
                 outputs.append(out)
                 finals.append(last)
@@ -323,20 +325,20 @@ class RNNBase(Module):
 
 def _runs(sizes):
     """The steps of a packing grouped where the batch size stays the same: a list of
-    (number of steps, batch size, first row in the packed data), in time order."""
-    runs, row, t = [], 0, 0
+    (number of steps, batch size), in time order; run i's rows follow run i - 1's in the data."""
+    runs, t = [], 0
     while t < len(sizes):
         end = t
         while end < len(sizes) and sizes[end] == sizes[t]:
             end += 1
-        runs.append((end - t, sizes[t], row))
-        row += (end - t) * sizes[t]
+        runs.append((end - t, sizes[t]))
         t = end
     return runs
 
 
-def _packed_direction(mode, x, runs, states, weights, reverse):
-    """One layer in one direction over packed rows x (N, I), sorted longest first.
+def _packed_direction(mode, blocks, runs, states, weights, reverse):
+    """One layer in one direction over packed rows, sorted longest first, given as one
+    block (steps * batch, I) per run.
 
     Within a run of ``steps`` steps the first ``batch`` sequences are all going,
     so its rows are one (steps, batch, I) block for the fused op. Forward in
@@ -352,11 +354,11 @@ def _packed_direction(mode, x, runs, states, weights, reverse):
     outputs, batch_total = [], states[0].shape[0]
     if not reverse:
         ended = []  # per run boundary: the states of the sequences that stopped there
-        for steps, batch, row in runs:
+        for (steps, batch), block in zip(runs, blocks):
             if states[0].shape[0] > batch:
                 ended.append([state[batch:] for state in states])
                 states = [state[:batch] for state in states]
-            block = x[row : row + steps * batch].reshape(steps, batch, x.shape[1])
+            block = block.reshape(steps, batch, block.shape[1])
             out, *states = recurrent_layer(mode, block, states, weights)
             outputs.append(out.reshape(steps * batch, -1))
         # rows 0..batch of the last run, then those that stopped, latest first
@@ -364,14 +366,14 @@ def _packed_direction(mode, x, runs, states, weights, reverse):
                   for i in range(len(states))]  # fmt: skip
         return (outputs[0] if len(outputs) == 1 else ops.cat(outputs, dim=0)), finals
     carried = None
-    for steps, batch, row in reversed(runs):
+    for (steps, batch), block in zip(reversed(runs), reversed(blocks)):
         if carried is None:
             start = [state[:batch] if batch < batch_total else state for state in states]
         elif carried[0].shape[0] < batch:  # sequences that end with this run start here from their h0
             start = [ops.cat([c, state[c.shape[0] : batch]], dim=0) for c, state in zip(carried, states)]
         else:
             start = carried
-        block = x[row : row + steps * batch].reshape(steps, batch, x.shape[1])
+        block = block.reshape(steps, batch, block.shape[1])
         out, *carried = recurrent_layer(mode, block, start, weights, reverse=True)
         outputs.append(out.reshape(steps * batch, -1))
     outputs.reverse()
