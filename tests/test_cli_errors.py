@@ -124,3 +124,13 @@ def test_sample_and_eval_need_no_optimizer_state(trained, corpus, capsys):
 
 def test_a_vocab_size_with_the_char_tokenizer_is_refused_not_ignored(corpus, capsys):
     one_line_error(capsys, _train(corpus, "--vocab-size", "50"), "--vocab-size 50 is for the word and bpe tokenizers")
+
+
+def test_a_failed_prepare_leaves_no_folder_behind(corpus, capsys):
+    code = cli.main(["prepare", "--data", str(corpus), "--tokenizer", "bpe", "--vocab-size", "10", "--out", "tokens"])
+    one_line_error(capsys, code, "--vocab-size 10 is too small")
+    assert not Path("tokens").exists()
+
+
+def test_an_integer_option_says_it_wants_an_integer(trained, capsys):
+    one_line_error(capsys, cli.main(["sample", "--ckpt", str(trained), "--top-k", "0"]), "expected an integer >= 1")

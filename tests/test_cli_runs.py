@@ -87,9 +87,11 @@ def test_the_hint_printed_on_ctrl_c_works_verbatim_after_a_non_default_run(corpu
     assert record["step"] == 12 and record["train_config"]["n_embd"] == 16 and record["train_config"]["lr"] == 0.003
 
 
-def test_resume_takes_every_setting_from_the_checkpoint(corpus):
+def test_resume_takes_every_setting_from_the_checkpoint(corpus, capsys):
     assert _train(corpus, "--max-iters", "4", "--out", "run") == 0
+    capsys.readouterr()
     assert cli.main(["train", "--resume", "--out", "run", "--max-iters", "8", "--quiet"]) == 0
+    assert capsys.readouterr().err.startswith("continuing from step 4 a gpt of")
     record = json.loads(Path("run/ckpt.json").read_text())
     assert record["step"] == 8
     assert {k: record["train_config"][k] for k in ("n_embd", "block_size", "lr", "eval_interval", "data")} == {

@@ -10,8 +10,10 @@ Ctrl-C during training writes a checkpoint and exits with code 130.
 
 import argparse
 import math
+import shutil
 import sys
 import time
+from pathlib import Path
 
 from tinylm.errors import CheckpointError, UserError
 
@@ -27,15 +29,22 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """--help lists each option's default after its description."""
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """--help gives each option's default after its description, where it has one worth showing."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        shown = action.default not in (None, "", argparse.SUPPRESS) and not action.required
+        if shown and "default" not in text and action.option_strings and action.nargs != 0:
+            text += " (default: %(default)s)"
+        return text
 
 
 def _number(kind, low=None, high=None, low_open=False, high_open=False):
     """An argparse type: a finite ``kind`` (int or float) within the bounds, or a one-line error."""
     low_text = f"{'>' if low_open else '>='} {low}" if low is not None else ""
     high_text = f"{'<' if high_open else '<='} {high}" if high is not None else ""
-    wanted = " and ".join(text for text in (low_text, high_text) if text)
+    wanted = ("an integer " if kind is int else "a finite number ") + " and ".join(t for t in (low_text, high_text) if t)
 
     def parse(text):
         try:
@@ -45,7 +54,7 @@ def _number(kind, low=None, high=None, low_open=False, high_open=False):
         inside = math.isfinite(value) and (low is None or (value > low if low_open else value >= low))
         inside = inside and (high is None or (value < high if high_open else value <= high))
         if not inside:
-            raise argparse.ArgumentTypeError(f"expected a finite number {wanted}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
         return value
 
     parse.__name__ = kind.__name__  # argparse names the type in its messages
@@ -68,15 +77,15 @@ def _device(text):
 def _add_prepare(commands):
     parser = commands.add_parser("prepare", help="encode a text file into token files for training",
                                  formatter_class=_Help)  # fmt: skip
-    parser.add_argument("--data", required=True, help="a UTF-8 text file")
+    parser.add_argument("--data", required=True, metavar="FILE", help="a UTF-8 text file")
     parser.add_argument("--tokenizer", choices=("char", "word", "bpe"), default="char",
                         help="characters; words and punctuation (CJK text: one character a word); byte-level BPE")
-    parser.add_argument("--vocab-size", type=_number(int, 1), default=None,
+    parser.add_argument("--vocab-size", type=_number(int, 1), default=None, metavar="N",
                         help="the vocabulary size for word and bpe (default: 10000 words, 1000 BPE tokens)")
-    parser.add_argument("--val-fraction", type=_number(float, 0, 1, True, True), default=0.1,
+    parser.add_argument("--val-fraction", type=_number(float, 0, 1, True, True), default=0.1, metavar="X",
                         help="the fraction at the end of the text kept for validation")
-    parser.add_argument("--out", required=True, help="the directory to write train.bin, val.bin, tokenizer.json, "
-                        "meta.json to")  # fmt: skip
+    parser.add_argument("--out", required=True, metavar="DIR", help="the directory to write train.bin, val.bin, "
+                        "tokenizer.json, meta.json to")  # fmt: skip
     parser.set_defaults(run=_prepare)
 
 
@@ -84,8 +93,14 @@ def _prepare(args):
     from tinylm.data import prepare
     from tinylm.training.runs import make_directory
 
+    made = not Path(args.out).exists()
     make_directory(args.out)
-    prepared = prepare(args.data, args.out, args.tokenizer, args.vocab_size, args.val_fraction)
+    try:
+        prepared = prepare(args.data, args.out, args.tokenizer, args.vocab_size, args.val_fraction)
+    except BaseException:
+        if made:  # nothing of a failed prepare stays behind
+            shutil.rmtree(args.out, ignore_errors=True)
+        raise
     meta = prepared.meta
     print(
         f"{meta['tokenizer']} tokenizer, vocabulary {meta['vocab_size']}: {meta['train_tokens']:,} training and "
@@ -112,7 +127,7 @@ def _add_train(commands):
     parser.add_argument("--config", help="a TOML or JSON file of settings, named as the options (flags override it)")
     for name, spec in FIELDS.items():
         default = spec.default
-        shown = f" (default: {default})" if default not in ("", 0) or isinstance(default, (bool, float)) else ""
+        shown = f" (default: {default})" if default != "" else ""
         help_text = spec.metadata["help"] + shown
         if isinstance(default, bool):
             parser.add_argument(flag(name), action=argparse.BooleanOptionalAction, help=help_text)
@@ -155,7 +170,7 @@ def _train(args):
         print(f"the run in {trainer.out} has already finished its {trainer.step} steps{loss}; to train it further, "
               f"give a larger --max-iters", file=sys.stderr)  # fmt: skip
         return
-    what = "continuing" if config.resume else "training"
+    what = f"continuing from step {trainer.step}" if config.resume else "training"
     print(
         f"{what} a {trainer.config.model} of {trainer.model.num_parameters():,} parameters on "
         f"{len(trainer.data.train):,} tokens (vocabulary {trainer.vocab_size}) in {trainer.out}, "
@@ -182,19 +197,25 @@ def _train(args):
 
 
 def _add_sample(commands):
-    parser = commands.add_parser("sample", help="generate text from a trained checkpoint", formatter_class=_Help)
-    parser.add_argument("--ckpt", default="out", help="a run directory, or a runs folder whose latest run is read")
-    parser.add_argument("--prompt", default="\n", help="the text to continue")
-    parser.add_argument("--max-new-tokens", type=_number(int, 0), default=500, help="tokens to generate")
-    parser.add_argument("--temperature", type=_number(float, 0), default=0.8,
+    parser = commands.add_parser("sample", help="generate text from a trained checkpoint", formatter_class=_Help,
+                                 description="Continue a prompt with a trained run's model (default: the latest "
+                                             "run, out/latest).")  # fmt: skip
+    parser.add_argument("--ckpt", default="out", metavar="DIR",
+                        help="a run directory, or a runs folder whose latest run is read")
+    parser.add_argument("--prompt", default="\n", metavar="TEXT", help="the text to continue (default: a newline)")
+    parser.add_argument("--max-new-tokens", type=_number(int, 0), default=500, metavar="N", help="tokens to generate")
+    parser.add_argument("--temperature", type=_number(float, 0), default=0.8, metavar="X",
                         help="divides the logits: below 1 is surer, above 1 more varied; 0 picks the most likely token")
-    parser.add_argument("--top-k", type=_number(int, 1), default=200, help="draw only from the k most likely tokens")
-    parser.add_argument("--top-p", type=_number(float, 0, 1, low_open=True), default=None,
+    parser.add_argument("--top-k", type=_number(int, 1), default=200, metavar="N",
+                        help="draw only from the k most likely tokens")
+    parser.add_argument("--top-p", type=_number(float, 0, 1, low_open=True), default=None, metavar="X",
                         help="draw only from the most likely tokens that together reach this probability")
-    parser.add_argument("--seed", type=_number(int, 0, 2**63 - 1), default=1337, help="the random seed of the draws")
-    parser.add_argument("--num-samples", type=_number(int, 1), default=1, help="samples to generate, side by side")
+    parser.add_argument("--seed", type=_number(int, 0, 2**63 - 1), default=1337, metavar="N",
+                        help="the random seed of the draws")
+    parser.add_argument("--num-samples", type=_number(int, 1), default=1, metavar="N",
+                        help="samples to generate, side by side")
     parser.add_argument("--no-cache", action="store_true", help="recompute the context for every token (slower)")
-    parser.add_argument("--device", type=_device, default="cpu", help="cpu or cuda")
+    parser.add_argument("--device", type=_device, default="cpu", metavar="{cpu,cuda}", help="where the model runs")
     parser.set_defaults(run=_sample)
 
 
@@ -257,10 +278,11 @@ def _sample(args):
 def _add_eval(commands):
     parser = commands.add_parser("eval", help="loss, perplexity and next-token accuracy of a checkpoint on a text",
                                  formatter_class=_Help)  # fmt: skip
-    parser.add_argument("--ckpt", default="out", help="a run directory, or a runs folder whose latest run is read")
-    parser.add_argument("--data", required=True, help="a UTF-8 text file to score")
-    parser.add_argument("--batch-size", type=_number(int, 1), default=32, help="windows per forward pass")
-    parser.add_argument("--device", type=_device, default="cpu", help="cpu or cuda")
+    parser.add_argument("--ckpt", default="out", metavar="DIR",
+                        help="a run directory, or a runs folder whose latest run is read")
+    parser.add_argument("--data", required=True, metavar="FILE", help="a UTF-8 text file to score")
+    parser.add_argument("--batch-size", type=_number(int, 1), default=32, metavar="N", help="windows per forward pass")
+    parser.add_argument("--device", type=_device, default="cpu", metavar="{cpu,cuda}", help="where the model runs")
     parser.set_defaults(run=_eval)
 
 

@@ -42,7 +42,7 @@ def test_candidates_are_powers_of_two_and_the_core_count():
 def test_warms_up_on_each_count_and_keeps_all_cores_when_they_are_fastest():
     machine = FakeMachine(IDLE)
     assert machine.applied == [1] and machine.tuner.threads == 1
-    assert machine.tuner.describe() == "1 thread (auto, probing)"
+    assert machine.tuner.describe() == "timing 1 and 2 threads"
     machine.run(3)  # warm-up: 1, 2, 1 (each count's kernels compiled before they are timed)
     assert machine.applied == [1, 2, 1]
     machine.run(6)  # the probe: 1, 2, 2, 1, 1, 2
@@ -58,7 +58,7 @@ def test_warms_up_on_each_count_and_keeps_all_cores_when_they_are_fastest():
 def test_picks_one_thread_when_another_job_holds_a_core():
     machine = FakeMachine(BUSY)
     machine.run(3)  # warm-up: not timed
-    assert machine.tuner.describe() == "1 thread (auto, probing)"
+    assert machine.tuner.describe() == "timing 1 and 2 threads"
     machine.run(2)  # the first round: 1, 2
     assert machine.tuner.threads == 1  # two threads took over twice as long: dropped from the probe
     machine.run(2)  # the other rounds' steps on one thread

@@ -64,8 +64,14 @@ def check_fits(model, batch_size, dtype, available=None):
     needed = training_bytes(model, batch_size, dtype)
     if available is not None and needed > available:
         raise ConfigError(
-            f"these settings need about {needed / 2**30:,.1f} GiB to train ({parameter_count(model):,} parameters, "
-            f"batches of {batch_size} x {model['block_size']} tokens, {dtype}) but {available / 2**30:,.1f} GiB is "
+            f"these settings need about {_gib(needed)} GiB to train ({parameter_count(model):,} parameters, "
+            f"batches of {batch_size} x {model['block_size']} tokens, {dtype}) but {_gib(available)} GiB is "
             f"available; use a smaller --n-embd, --n-layer, --batch-size or --block-size"
         )
     return needed
+
+
+def _gib(count):
+    """Bytes as GiB for a message: one decimal for small sizes, none for large ones."""
+    gib = count / 2**30
+    return f"{gib:,.1f}" if gib < 100 else f"{gib:,.0f}"

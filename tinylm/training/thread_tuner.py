@@ -106,8 +106,11 @@ class ThreadTuner:
             self._start_probe("warm-up")
 
     def describe(self):
-        """Short text for the progress line: '2 threads (auto)', '1 thread (pinned)'."""
-        how = "pinned" if self.pinned else ("auto, probing" if self._plan or self._warmup else "auto")
+        """Short text for the progress line: '2 threads (auto)', '1 thread (pinned)', or while the
+        counts are being timed 'timing 1 and 2 threads'."""
+        if not self.pinned and (self._plan or self._warmup):
+            return "timing " + " and ".join(str(n) for n in self.candidates) + " threads"
+        how = "pinned" if self.pinned else "auto"
         return f"{self.threads} thread{'s' if self.threads != 1 else ''} ({how})"
 
     def take_events(self):
