@@ -22,6 +22,7 @@ import importlib.util as _importlib_util
 import numpy as _np
 
 from tinylm import backend
+from tinylm.errors import NotInTinylmError, refuse  # defined there so tinylm.nn can import them too
 from tinylm.memory import keep_freed_memory_unless_opted_out as _keep_freed_memory
 from tinylm.backend import Device as device  # noqa: N813 (PyTorch's name for the class)
 from tinylm.backend import cuda_is_available
@@ -92,16 +93,6 @@ def inference_mode(mode=True):
     """PyTorch's ``torch.inference_mode()``: here the same as ``no_grad()`` (with ``mode=False``, ``enable_grad()``),
     as a context manager or a decorator."""
     return set_grad_enabled(not mode)
-
-
-class NotInTinylmError(AttributeError, NotImplementedError):
-    """A PyTorch feature that tinylm does not have. An AttributeError, so ``hasattr(torch, "compile")``
-    is False; a NotImplementedError, so a program may catch it as one."""
-
-
-def refuse(qualified_name, why):
-    """``NotInTinylmError`` for the PyTorch name ``qualified_name`` ("torch.compile"), saying ``why``."""
-    return NotInTinylmError(f"{qualified_name} is not in tinylm: {why}")
 
 
 # Well-known PyTorch names that tinylm does not provide, and what to do instead.

@@ -513,6 +513,19 @@ class Tensor:
             )
         return bool(self.data.item())
 
+    def __format__(self, spec):
+        """``f"{loss:.3f}"``: a one-element tensor formats as its Python number. PyTorch does so for a
+        0-d tensor only; here a one-element tensor of any shape does too. Any other tensor takes only
+        the empty spec (giving its repr), as in PyTorch."""
+        if self.data.size == 1:
+            return format(self.data.item(), spec)
+        if spec:
+            raise TypeError(
+                f"unsupported format string passed to Tensor.__format__ (a tensor of shape {tuple(self.shape)}; "
+                "format its .item() or .tolist() instead)"
+            )
+        return repr(self)
+
     __hash__ = object.__hash__  # tensors are hashed by identity, as `==` is elementwise
 
     def __repr__(self):
@@ -579,6 +592,15 @@ class Tensor:
     def detach(self):
         """The same values, cut from the graph (shares memory)."""
         return Tensor(self.data)
+
+    def detach_(self):
+        """Cut this tensor from the graph in place (it becomes a leaf that does not require grad)."""
+        if self._grad_fn is not None and self._grad_fn._retained:
+            self._grad_fn._retained.pop(self._out_index, None)
+        self._grad_fn = None
+        self._out_index = 0
+        self.requires_grad = False
+        return self
 
     def zero_grad_(self):
         self.grad = None
@@ -700,6 +722,12 @@ class Tensor:
 
     def clamp_(self, min=None, max=None):  # noqa: A002 (PyTorch's argument names)
         return _ops.inplace.clamp_(self, min, max)
+
+    def uniform_(self, a=0.0, b=1.0, *, generator=None):
+        return _ops.inplace.uniform_(self, a, b, generator=generator)
+
+    def normal_(self, mean=0.0, std=1.0, *, generator=None):
+        return _ops.inplace.normal_(self, mean, std, generator=generator)
 
     clip_ = clamp_
 
@@ -915,10 +943,11 @@ class Tensor:
         return _ops.clone(self)
 
     # ----- dtype and device ------------------------------------------------------
-    def to(self, *args, dtype=None, device=None):
+    def to(self, *args, dtype=None, device=None, non_blocking=False, copy=False):
         """``t.to("cuda")``, ``t.to(tinylm.float64)``, ``t.to(device, dtype)``: a converted copy.
 
-        Returns ``self`` when nothing changes; gradients flow back through the copy.
+        Returns ``self`` when nothing changes, unless ``copy=True``; gradients flow back through
+        the copy. ``non_blocking`` is accepted and changes nothing (copies are synchronous).
         """
         for arg in args:
             if isinstance(arg, Tensor):
@@ -927,7 +956,8 @@ class Tensor:
                 device = arg
             else:
                 dtype = arg
-        return _ops.convert(self, dtype=dtype, device=device)
+        converted = _ops.convert(self, dtype=dtype, device=device)
+        return _ops.clone(self) if copy and converted is self else converted
 
     def cpu(self):
         return self.to("cpu")

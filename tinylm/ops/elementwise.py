@@ -2,21 +2,33 @@
 
 Each binary op reduces its input gradients back to the inputs' own shapes
 (``reduce_to``), since broadcasting may have repeated an input along some axes.
+
+The ops that can meet a pole or leave their domain (``div``, ``pow``, ``exp``,
+``log``, ``sqrt``) give inf or nan silently, as PyTorch does: their forward
+and backward run under ``_quiet()``, which stops NumPy's RuntimeWarnings.
+It costs about a microsecond, so the ops that cannot warn (``add``, ``mul``...)
+do without it.
 """
 
 import math
+
+import numpy as np
 
 from tinylm import backend
 from tinylm.backend import array_module
 from tinylm.ops.common import (
     broadcast_error,
     can_broadcast,
-    check_floating,
     constant_like,
     operands,
     reduce_to,
 )
 from tinylm.tensor import Function, Tensor, wrap
+
+
+def _quiet():
+    """NumPy's floating-point warnings off (inf and nan are results, as in PyTorch), for one ``with``."""
+    return np.errstate(divide="ignore", invalid="ignore", over="ignore")
 
 
 class _Binary(Function):
@@ -81,12 +93,14 @@ class Div(_Binary):
 
     def compute(self, a, b):
         self.b = b
-        self.out = a / b
+        with _quiet():
+            self.out = a / b
         return self.out
 
     def backward(self, g):
         need_a, need_b = self.needs_input_grad
-        return self.reduced(g / self.b if need_a else None, -g * self.out / self.b if need_b else None)
+        with _quiet():
+            return self.reduced(g / self.b if need_a else None, -g * self.out / self.b if need_b else None)
 
 
 class Pow(_Binary):
@@ -96,15 +110,17 @@ class Pow(_Binary):
 
     def compute(self, a, b):
         self.a, self.b = a, b
-        self.out = a**b
+        with _quiet():
+            self.out = a**b
         return self.out
 
     def backward(self, g):
         need_a, need_b = self.needs_input_grad
-        return self.reduced(
-            g * self.b * self.a ** (self.b - 1) if need_a else None,
-            g * self.out * array_module(g).log(self.a) if need_b else None,
-        )
+        with _quiet():
+            return self.reduced(
+                g * self.b * self.a ** (self.b - 1) if need_a else None,
+                g * self.out * array_module(g).log(self.a) if need_b else None,
+            )
 
 
 class PowScalar(Function):
@@ -112,11 +128,13 @@ class PowScalar(Function):
 
     def forward(self, x, exponent):
         self.x, self.exponent = x, exponent
-        return x**exponent
+        with _quiet():
+            return x**exponent
 
     def backward(self, g):
         p = self.exponent
-        return g * (p * self.x ** (p - 1))
+        with _quiet():
+            return g * (p * self.x ** (p - 1))
 
 
 class Neg(Function):
@@ -129,20 +147,24 @@ class Neg(Function):
 
 class Exp(Function):
     def forward(self, x):
-        self.out = array_module(x).exp(x)
+        with _quiet():
+            self.out = array_module(x).exp(x)
         return self.out
 
     def backward(self, g):
-        return g * self.out
+        with _quiet():
+            return g * self.out
 
 
 class Log(Function):
     def forward(self, x):
         self.x = x
-        return array_module(x).log(x)
+        with _quiet():
+            return array_module(x).log(x)
 
     def backward(self, g):
-        return g / self.x
+        with _quiet():
+            return g / self.x
 
 
 class Tanh(Function):
@@ -232,11 +254,13 @@ class Relu(Function):
 
 class Sqrt(Function):
     def forward(self, x):
-        self.out = array_module(x).sqrt(x)
+        with _quiet():
+            self.out = array_module(x).sqrt(x)
         return self.out
 
     def backward(self, g):
-        return g / (2 * self.out)
+        with _quiet():
+            return g / (2 * self.out)
 
 
 class Abs(Function):
@@ -295,11 +319,12 @@ def neg(x):
 
 def _unary_float(function_class, op):
     def unary(x):
-        check_floating(x, op)
+        if x.data.dtype.kind not in "fc":  # an integer or bool tensor computes in float32, as in PyTorch
+            x = x.to(backend.DEFAULT_FLOAT)
         return function_class.apply(x)
 
     unary.__name__ = unary.__qualname__ = op
-    unary.__doc__ = f"Elementwise {op} of a floating-point tensor."
+    unary.__doc__ = f"Elementwise {op}; an integer or bool tensor gives float32 (the default dtype)."
     return unary
 
 

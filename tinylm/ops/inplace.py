@@ -1,5 +1,5 @@
 """In-place operations: ``fill_``, ``zero_``, ``copy_``, ``masked_fill_``, ``add_``, ``sub_``,
-``mul_``, ``div_``, ``clamp_``, and the ``+=`` family.
+``mul_``, ``div_``, ``clamp_``, the random fills ``uniform_`` and ``normal_``, and the ``+=`` family.
 
 tinylm records no in-place op in the graph. So an in-place op runs only where
 no gradient could pass through it:
@@ -25,7 +25,7 @@ would cast to the tensor's (no float into an integer tensor, nothing but bool
 into a bool one).
 """
 
-from tinylm import backend
+from tinylm import backend, random
 from tinylm.backend import array_module
 from tinylm.ops.elementwise import add, clamp, div, mul, sub
 from tinylm.ops.indexing import masked_fill
@@ -169,6 +169,31 @@ def clamp_(x, min=None, max=None):  # noqa: A002 (PyTorch's argument names)
     """x <- clamp(x, min, max)."""
     _check(x, "clamp_", min, max)
     return _write(x, _out_of_place(clamp, x, min, max), "clamp_")
+
+
+def _fill_random(x, op, draw, generator):
+    """Write ``draw(numpy_generator, shape)`` (float64 draws from tinylm's generator, or ``generator``'s)
+    into the floating-point tensor ``x``, cast to its dtype and moved to its device."""
+    _check(x, op)
+    if x.data.dtype.kind != "f":
+        raise RuntimeError(f"{op}: expected a floating-point tensor, got {x.data.dtype}")
+    values = backend.to_device(draw(random.generator(generator), x.shape).astype(x.data.dtype), x.device)
+    _store(x, lambda data: array_module(data).copyto(data, values), op)
+    return x
+
+
+def uniform_(x, a=0.0, b=1.0, generator=None):
+    """Fill ``x`` with numbers drawn uniformly from [a, b)."""
+    if not a <= b:
+        raise RuntimeError(f"uniform_: expects to return a [from, to) range, but found from={a} > to={b}")
+    return _fill_random(x, "uniform_", lambda rng, shape: rng.uniform(a, b, size=shape), generator)
+
+
+def normal_(x, mean=0.0, std=1.0, generator=None):
+    """Fill ``x`` with numbers drawn from N(mean, std**2)."""
+    if std < 0:
+        raise RuntimeError(f"normal_: expects std >= 0.0, but found std {std}")
+    return _fill_random(x, "normal_", lambda rng, shape: rng.normal(mean, std, size=shape), generator)
 
 
 _AUGMENTED = {"add": (add_, add), "sub": (sub_, sub), "mul": (mul_, mul), "div": (div_, div)}

@@ -201,7 +201,9 @@ class TransformerEncoder(Module):
     layer has a ``d_model`` (as ``TransformerEncoderLayer`` does).
     """
 
-    def __init__(self, encoder_layer, num_layers, norm=None):
+    def __init__(self, encoder_layer, num_layers, norm=None, enable_nested_tensor=True, mask_check=True):
+        # enable_nested_tensor and mask_check only choose PyTorch's fast path for padded batches
+        # (nested tensors); tinylm has none, so they are accepted and change nothing.
         super().__init__()
         self.layers = _clones("TransformerEncoder", encoder_layer, num_layers)
         self.num_layers = num_layers

@@ -1,11 +1,13 @@
 """Utilities over a model's parameters (gradient clipping) and, in ``tinylm.nn.utils.rnn``,
-over batches of sequences of different lengths (padding and packing)."""
+over batches of sequences of different lengths (padding and packing). PyTorch's weight
+reparametrisations (``prune``, ``weight_norm``, ``spectral_norm``) raise ``NotInTinylmError``."""
 
 import math
 
 import numpy as np
 
 from tinylm.backend import array_module
+from tinylm.errors import refusing_getattr
 from tinylm.nn.utils import rnn  # noqa: F401 (as PyTorch's torch.nn.utils.rnn)
 from tinylm.tensor import wrap
 
@@ -35,3 +37,26 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
         for g in grads:
             g.data = g.data * g.data.dtype.type(coefficient)  # a new array: others may hold the old one
     return wrap(np.asarray(total, dtype=grads[0].dtype))
+
+
+def clip_grad_value_(parameters, clip_value, foreach=None):
+    """Clamp every gradient element to ``[-clip_value, clip_value]`` in place; returns None, as PyTorch.
+
+    ``foreach`` (PyTorch's choice of a batched kernel) is accepted and changes nothing.
+    """
+    clip_value = float(clip_value)
+    for p in [parameters] if hasattr(parameters, "grad") else parameters:
+        if p.grad is not None:
+            g = p.grad.data  # a new array, not clipped in place: others may hold this one
+            p.grad.data = array_module(g).clip(g, g.dtype.type(-clip_value), g.dtype.type(clip_value))
+
+
+_NO_REPARAMETRISATION = "there are no weight reparametrisations (hooks that recompute a weight each step)"
+
+NOT_IN_TINYLM = {
+    "prune": "there is no pruning; zero weights yourself under tinylm.no_grad()",
+    "weight_norm": _NO_REPARAMETRISATION,
+    "spectral_norm": _NO_REPARAMETRISATION,
+}
+
+__getattr__ = refusing_getattr(__name__, "torch.nn.utils", NOT_IN_TINYLM)
