@@ -60,7 +60,7 @@ def test_every_refused_name_raises_the_named_error():
 
 
 def test_an_unknown_name_is_a_plain_attribute_error():
-    for owner in (tinylm, tinylm.utils, tinylm.utils.data, tinylm.cuda):
+    for owner in (tinylm, tinylm.utils, tinylm.utils.data, tinylm.cuda, tinylm.nn, tinylm.nn.utils):
         with pytest.raises(AttributeError) as error:
             owner.no_such_name
         assert not isinstance(error.value, tinylm.NotInTinylmError)
