@@ -23,8 +23,8 @@ The RNN adds its biases (summed first) to the projections in one pass. The LSTM
 and GRU kernels take the projections and the biases apart and add them as the
 cells read the gates, as PyTorch's fused cells do. Added apart, the biases
 were a pass each over the (T, B, G*H) projections and the projection an add
-per step: 7-12 ms of a 150-190 ms step of the LSTM language model in
-``benchmarks/compare.py``, measured.
+per step (measured: docs/performance.md, "Recurrent layers: biases, the
+transposed W_hh and the embedding shortcut").
 
 Backward is backpropagation through time from the values the forward saved,
 without re-running the forward:
@@ -53,10 +53,9 @@ first sums the gate gradients of the tokens of each id (the
 
            dE = dG_E @ W_ih     dW_ih = dG_E^T @ E
 
-the same sums in another order; V rows of products in place of T*B. For the
-LSTM language model of ``benchmarks/compare.py`` (V = 65, T*B = 3200) the
-training step took 172.6 against 187.5 ms (1.07x per round, 10 alternating
-rounds in one process; GRU 130.7 against 137.3 ms).
+the same sums in another order; V rows of products in place of T*B, which
+pays for a character-level model (measured: docs/performance.md, "Recurrent
+layers: biases, the transposed W_hh and the embedding shortcut").
 """
 
 from tinylm.backend import array_module
@@ -69,9 +68,9 @@ def contiguous_transpose(w_hh):
     LSTM and GRU kernels do the same).
 
     The loop multiplies by it at every step, and OpenBLAS is faster on a
-    contiguous right operand than on the transposed view: for the LSTM LM of
-    ``benchmarks/compare.py`` (h (32, 256) @ (256, 1024), 2 threads) 142 us
-    against 186 us a step; the training step took 3% less (GRU: 7% less).
+    contiguous right operand than on the transposed view (measured:
+    docs/performance.md, "Recurrent layers: biases, the transposed W_hh and
+    the embedding shortcut").
     """
     return array_module(w_hh).ascontiguousarray(w_hh.T)
 
