@@ -30,11 +30,12 @@ package sets ``OMP_WAIT_POLICY=PASSIVE`` if it is unset, until
 ``threads.py``).
 """
 
-from .registry import BACKENDS, CPU_DEFAULT, KERNELS, get_kernel, kernel_for
+from .registry import BACKENDS, CPU_DEFAULT, KERNELS, get_kernel, kernel_for, use_reference_kernels
 from .threads import blas_threads_at_most, configure_threads, use_passive_openmp_waiting
 
 use_passive_openmp_waiting()  # before Numba's OpenMP threads start; see its docstring
 
 __all__ = [
     "BACKENDS", "CPU_DEFAULT", "KERNELS", "blas_threads_at_most", "configure_threads", "get_kernel", "kernel_for",
+    "use_reference_kernels",
 ]  # fmt: skip

@@ -19,6 +19,7 @@ own loop gets the configuration ``tinylm train`` uses without asking.
 """
 
 import importlib
+import os
 
 from .threads import configure_default_threads
 
@@ -82,11 +83,34 @@ def get_kernel(name, backend="numba"):
     return kernel
 
 
+#: The environment variable that, set to "reference" when the program starts, makes
+#: every CPU kernel its NumPy reference (see :func:`use_reference_kernels`).
+REFERENCE_VARIABLE = "TINYLM_KERNELS"
+
+_reference_mode = [os.environ.get(REFERENCE_VARIABLE, "").strip().lower() == "reference"]
+
+
+def use_reference_kernels(on=True):
+    """Run every CPU kernel's NumPy reference in place of its compiled version (or, with
+    ``on=False``, go back). For study and debugging: a reader can step through any op in a
+    debugger, and a suspected kernel bug can be told from a bug elsewhere. The results are
+    the same to rounding; the speed is NumPy's. CuPy arrays keep their CUDA kernels.
+    ``TINYLM_KERNELS=reference`` in the environment turns it on from the start."""
+    _reference_mode[0] = bool(on)
+
+
+def reference_kernels_in_use():
+    return _reference_mode[0]
+
+
 def kernel_for(name, array):
     """The kernel ``name`` for arrays like ``array``: CUDA for a CuPy array,
-    ``CPU_DEFAULT[name]`` (normally Numba) for a NumPy array."""
+    ``CPU_DEFAULT[name]`` (normally Numba) for a NumPy array, or its NumPy
+    reference after :func:`use_reference_kernels`."""
     from tinylm.backend import device_of  # imports only NumPy
 
     if device_of(array) == "cuda":
         return get_kernel(name, "cuda")
+    if _reference_mode[0]:
+        return get_kernel(name, "numpy")
     return get_kernel(name, CPU_DEFAULT.get(name, "numba"))
