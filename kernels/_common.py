@@ -162,11 +162,6 @@ def check_sequence(kernel, name, array, w_hh, gates, per_unit=None):
     return length, batch, hidden
 
 
-def time_steps(length, reverse):
-    """The time indices a recurrent layer visits, in order: 0..T-1, or T-1..0 with ``reverse``."""
-    return range(length - 1, -1, -1) if reverse else range(length)
-
-
 # --------------------------------------------------------------------------- CPU helpers
 
 

@@ -45,7 +45,8 @@ from numba import prange
 
 from tinylm.backend import array_module
 
-from ._common import add_rows, check_like, check_sequence, chunk_bounds, jit, step_chunk_count, time_steps
+from ._common import add_rows, check_like, check_sequence, chunk_bounds, jit, step_chunk_count
+from .steps import time_steps
 from .blas import find_gemm, gemm_into
 from .lstm_cell import (
     _backward_rows,

@@ -60,6 +60,7 @@ layers: biases, the transposed W_hh and the embedding shortcut").
 
 from tinylm.backend import array_module
 from tinylm.kernels.registry import kernel_for
+from tinylm.kernels.steps import time_steps
 from tinylm.tensor import Function
 
 
@@ -73,11 +74,6 @@ def contiguous_transpose(w_hh):
     the embedding shortcut").
     """
     return array_module(w_hh).ascontiguousarray(w_hh.T)
-
-
-def steps(length, reverse):
-    """The time indices in the order the forward visits them."""
-    return range(length - 1, -1, -1) if reverse else range(length)
 
 
 def _project_inputs(x_rows, seq_shape, w_ih, biases=()):
@@ -189,7 +185,7 @@ class RNNFunction(_SequenceFunction):
         out = xp.empty((length, batch, w_hh.shape[1]), dtype=x.dtype)
         w_hh_t = contiguous_transpose(w_hh)
         h = h0
-        for t in steps(length, reverse):
+        for t in time_steps(length, reverse):
             pre = h @ w_hh_t
             pre += pre_x[t]
             if nonlinearity == "tanh":
@@ -205,7 +201,7 @@ class RNNFunction(_SequenceFunction):
         xp = array_module(out)
         d_pre = xp.empty_like(out)
         dh = xp.zeros(out.shape[1:], dtype=out.dtype) if g_h is None else g_h
-        for t in steps(out.shape[0], not self.reverse):
+        for t in time_steps(out.shape[0], not self.reverse):
             dh = self._total_grad(dh, g_out, t)
             h = out[t]
             if self.nonlinearity == "tanh":
