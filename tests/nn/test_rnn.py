@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import tinylm
 from tinylm.nn.layers import rnn as rnn_layers
 from tinylm.nn.layers.rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
-from tinylm.ops.fused.recurrent import GATES, MODES, GRUFunction, LSTMFunction, RNNFunction, recurrent_layer
+from tinylm.ops.fused.recurrent import MODES, GRUFunction, LSTMFunction, RNNFunction, recurrent_layer
 from tests import strategies as S
 from tests.coverage import covers
 
@@ -59,7 +59,7 @@ def sequence_cases(draw, mode):
     """Inputs of one fused op, (x, h0[, c0], w_ih, w_hh[, b_ih, b_hh]), with tiny sizes,
     a direction, which inputs require grad and which outputs take part in the result."""
     length, batch, features, hidden = (draw(st.integers(1, 3)) for _ in range(4))
-    gates, n_states = GATES[mode] * hidden, MODES[mode][1]
+    gates, n_states = MODES[mode].gates * hidden, MODES[mode].n_states
     bias = draw(st.booleans())
     shapes = [(length, batch, features)] + [(batch, hidden)] * n_states + [(gates, features), (gates, hidden)]
     shapes += [(gates,), (gates,)] if bias else []
@@ -202,7 +202,7 @@ def build_stack(mode, config, dtype=np.float64):
         state_shape = (count, batch, c["hidden_size"]) if c["batched"] else (count, c["hidden_size"])
         states = [
             tinylm.tensor(rng.standard_normal(state_shape).astype(dtype), requires_grad=True)
-            for _ in range(MODES[mode][1])
+            for _ in range(MODES[mode].n_states)
         ]
     return layer, x, states
 
@@ -231,7 +231,7 @@ def build_cell(mode, config, dtype=np.float64):
     if c["with_states"]:
         states = [
             tinylm.tensor(rng.standard_normal(lead + (c["hidden_size"],)).astype(dtype), requires_grad=True)
-            for _ in range(MODES[mode][1])
+            for _ in range(MODES[mode].n_states)
         ]
     return cell, x, states
 
@@ -365,7 +365,7 @@ def test_float32_stack_equals_its_composition_from_primitives(mode):
 @pytest.mark.parametrize("mode", ALL_MODES)
 def test_parameter_names_and_shapes_are_pytorchs(mode):
     layer = make_stack(mode, 3, 5, num_layers=2, bidirectional=True)
-    g = GATES[mode] * 5
+    g = MODES[mode].gates * 5
     expected = {}
     for k, width in ((0, 3), (1, 10)):
         for suffix in (f"_l{k}", f"_l{k}_reverse"):
@@ -437,12 +437,12 @@ def test_h_n_holds_the_last_step_of_each_direction(mode):
 def test_default_initial_states_are_zeros(mode):
     layer = make_stack(mode, 3, 4, num_layers=2, bidirectional=True, dtype=np.float64)
     x = tinylm.randn(5, 2, 3, dtype=np.float64)
-    zeros = [tinylm.zeros(4, 2, 4, dtype=np.float64) for _ in range(MODES[mode][1])]
+    zeros = [tinylm.zeros(4, 2, 4, dtype=np.float64) for _ in range(MODES[mode].n_states)]
     for ours, explicit in zip(outputs_of(layer(x)), outputs_of(layer(x, as_hx(zeros)))):
         np.testing.assert_array_equal(ours.numpy(), explicit.numpy())
     cell = make_cell(mode, 3, 4, dtype=np.float64)
     x = tinylm.randn(2, 3, dtype=np.float64)
-    zeros = [tinylm.zeros(2, 4, dtype=np.float64) for _ in range(MODES[mode][1])]
+    zeros = [tinylm.zeros(2, 4, dtype=np.float64) for _ in range(MODES[mode].n_states)]
     for ours, explicit in zip(outputs_of(cell(x)), outputs_of(cell(x, as_hx(zeros)))):
         np.testing.assert_array_equal(ours.numpy(), explicit.numpy())
 
@@ -539,7 +539,7 @@ def test_dtype_is_kept_everywhere(mode, dtype):
     h0 = tinylm.randn(4, 2, 4, dtype=dtype, requires_grad=True)
     hx = (h0, tinylm.randn(4, 2, 4, dtype=dtype)) if mode == "LSTM" else h0
     outputs = outputs_of(layer(x, hx))
-    ops = recurrent_layer(mode, x, [h0[0]] * MODES[mode][1], layer._weights(0, 0))
+    ops = recurrent_layer(mode, x, [h0[0]] * MODES[mode].n_states, layer._weights(0, 0))
     for out in outputs + list(ops):
         assert out.dtype == dtype
     node = ops[0].grad_fn

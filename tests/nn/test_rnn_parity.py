@@ -11,7 +11,7 @@ from tests.parity import assert_close, assert_same_gradients, copy_weights
 
 pytestmark = pytest.mark.parity
 
-N_STATES = {mode: n_states for mode, (_, n_states, _) in MODES.items()}
+N_STATES = {mode: spec.n_states for mode, spec in MODES.items()}
 
 
 def torch_stack(torch, mode, *args, **kwargs):

@@ -26,7 +26,7 @@ from tinylm.nn import init
 from tinylm.nn.layers.linear import new_parameter
 from tinylm.nn.module import Module
 from tinylm.nn.utils.rnn import PackedSequence
-from tinylm.ops.fused.recurrent import GATES, MODES, recurrent_layer
+from tinylm.ops.fused.recurrent import MODES, recurrent_layer
 from tinylm.tensor import Tensor
 
 
@@ -124,7 +124,7 @@ class RNNBase(Module):
         self.bias, self.batch_first, self.dropout = bool(bias), bool(batch_first), float(dropout)
         self.bidirectional = bool(bidirectional)
         directions = 2 if bidirectional else 1
-        gates = GATES[mode] * hidden_size
+        gates = MODES[mode].gates * hidden_size
         self._weight_names = []  # [layer][direction] -> the parameter names, in the op's order
         for k in range(num_layers):
             width = input_size if k == 0 else hidden_size * directions
@@ -182,7 +182,7 @@ class RNNBase(Module):
     def _initial_states(self, hx, x, batch, batched):
         """One list per (layer, direction) of the states that start it: [h0] or [h0, c0]."""
         layer = type(self).__name__
-        n_states = MODES[self.mode][1]
+        n_states = MODES[self.mode].n_states
         count = self.num_layers * self.num_directions
         if hx is None:
             zeros = _zeros_like_state(x, (batch, self.hidden_size))
@@ -450,7 +450,7 @@ class RNNCellBase(Module):
         super().__init__()
         _check_sizes(type(self).__name__, input_size, hidden_size)
         self.mode, self.input_size, self.hidden_size, self.bias = mode, input_size, hidden_size, bool(bias)
-        gates = GATES[mode] * hidden_size
+        gates = MODES[mode].gates * hidden_size
         self.weight_ih = new_parameter(gates, input_size, dtype=dtype, device=device)
         self.weight_hh = new_parameter(gates, hidden_size, dtype=dtype, device=device)
         if bias:
@@ -475,7 +475,7 @@ class RNNCellBase(Module):
         _check_dtype(layer, "input", input, self.weight_ih.dtype)
         batched = input.ndim == 2
         x = input if batched else input.unsqueeze(0)
-        n_states = MODES[self.mode][1]
+        n_states = MODES[self.mode].n_states
         if hx is None:
             states = [_zeros_like_state(x, (x.shape[0], self.hidden_size))] * n_states
         else:

@@ -58,6 +58,8 @@ pays for a character-level model (measured: docs/performance.md, "Recurrent
 layers: biases, the transposed W_hh and the embedding shortcut").
 """
 
+from typing import NamedTuple
+
 from tinylm.backend import array_module
 from tinylm.kernels.registry import kernel_for
 from tinylm.kernels.steps import time_steps
@@ -265,16 +267,26 @@ class GRUFunction(_SequenceFunction):
         return self._gradients(d_gi, d_gh, [dh0])
 
 
-#: The op and its number of initial states, per PyTorch mode name.
-MODES = {
-    "RNN_TANH": (RNNFunction, 1, {"nonlinearity": "tanh"}),
-    "RNN_RELU": (RNNFunction, 1, {"nonlinearity": "relu"}),
-    "LSTM": (LSTMFunction, 2, {}),
-    "GRU": (GRUFunction, 1, {}),
-}
+class Mode(NamedTuple):
+    """What one of PyTorch's recurrent mode names means here."""
 
-#: Gate blocks per hidden unit (G), per mode.
-GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
+    function: type  # the sequence op
+    gates: int  # gate blocks per hidden unit (G): W_ih is (G*H, I)
+    params: dict  # the op's keyword arguments
+
+    @property
+    def n_states(self):
+        """Initial states: 1 (h0), or 2 (h0 and c0) for the LSTM."""
+        return self.function.n_states
+
+
+#: Everything that differs between the modes, in one table.
+MODES = {
+    "RNN_TANH": Mode(RNNFunction, 1, {"nonlinearity": "tanh"}),
+    "RNN_RELU": Mode(RNNFunction, 1, {"nonlinearity": "relu"}),
+    "LSTM": Mode(LSTMFunction, 4, {}),
+    "GRU": Mode(GRUFunction, 3, {}),
+}
 
 
 def recurrent_layer(mode, x, states, weights, reverse=False, ids=None):
@@ -286,5 +298,5 @@ def recurrent_layer(mode, x, states, weights, reverse=False, ids=None):
 
     Returns (output (T, B, H), h_n) or, for the LSTM, (output, h_n, c_n).
     """
-    function, _, params = MODES[mode]
-    return function.apply(x, *states, *weights, reverse=reverse, ids=ids, **params)
+    spec = MODES[mode]
+    return spec.function.apply(x, *states, *weights, reverse=reverse, ids=ids, **spec.params)
