@@ -14,7 +14,7 @@ Accelerate): the callers then keep their NumPy loop.
 OpenBLAS builds name their functions differently: NumPy 2's wheels bundle
 ``scipy_openblas64_`` (64-bit integers, ``scipy_cblas_sgemm64_``); other builds
 have ``cblas_sgemm64_`` (64-bit) or plain ``cblas_sgemm`` (32-bit). The
-integer width is a compile-time choice here, from the ``int_like`` argument.
+integer width is a compile-time choice here, from the ``blas_int`` argument.
 """
 
 import contextlib
@@ -43,9 +43,9 @@ _found = {}
 
 
 def find_gemm(dtype):
-    """``(address, int_like)`` of OpenBLAS's ``cblas_?gemm`` for float32 or float64, or None.
+    """``(address, blas_int)`` of OpenBLAS's ``cblas_?gemm`` for float32 or float64, or None.
 
-    ``int_like`` is a zero of the integer type the function takes for sizes
+    ``blas_int`` is a zero of the integer type the function takes for sizes
     (``np.int64`` or ``np.int32``); pass both to :func:`gemm_into`.
     """
     letter = {np.dtype(np.float32): "s", np.dtype(np.float64): "d"}.get(np.dtype(dtype))
@@ -86,7 +86,7 @@ def _cblas_gemm(typingctx, address, trans_a, trans_b, m, n, k, alpha, a, lda, b,
     """Call the row-major ``cblas_?gemm`` at ``address``: ``c = alpha * op(a) @ op(b) + beta * c``
     with leading dimensions ``lda``, ``ldb``, ``ldc``, where ``op`` transposes when ``trans_a`` /
     ``trans_b`` is CBLAS's ``_TRANS``; a, b, c are arrays, passed as their data pointers."""
-    size = m  # every size has the type of int_like (see gemm_into)
+    size = m  # every size has the type of blas_int (see gemm_into)
 
     def codegen(context, builder, signature, args):
         address_value, trans_a_v, trans_b_v, m_v, n_v, k_v, alpha_v, a_v, lda_v, b_v, ldb_v, beta_v, c_v, ldc_v = args
@@ -136,20 +136,20 @@ def _leading_dimension(array):
 
 
 @jit
-def gemm_into(address, int_like, a, b, c, beta, transpose_a=False, transpose_b=False):
+def gemm_into(address, blas_int, a, b, c, beta, transpose_a=False, transpose_b=False):
     """``c[...] = op(a) @ op(b) + beta * c`` for 2-D arrays whose rows are contiguous (views of
     larger arrays are fine: their row strides become BLAS's leading dimensions); ``op``
     transposes ``a`` when ``transpose_a`` (``a`` is then (K, M)) and ``b`` when ``transpose_b``
     (``b`` is then (N, K)), without a copy: BLAS reads the stored rows as columns.
 
-    ``address`` and ``int_like`` come from :func:`find_gemm` for the arrays' dtype.
+    ``address`` and ``blas_int`` come from :func:`find_gemm` for the arrays' dtype.
     OpenBLAS runs the product on as many threads as it is set to.
     """
     m, k = (a.shape[1], a.shape[0]) if transpose_a else (a.shape[0], a.shape[1])
     k_b, n = (b.shape[1], b.shape[0]) if transpose_b else (b.shape[0], b.shape[1])
     if k_b != k or c.shape[0] != m or c.shape[1] != n:
         raise ValueError("gemm_into: shapes do not match (op(a) (M, K), op(b) (K, N), c (M, N))")
-    size = type(int_like)
+    size = type(blas_int)
     _cblas_gemm(address, _TRANS if transpose_a else _NO_TRANS, _TRANS if transpose_b else _NO_TRANS,
                 size(m), size(n), size(k), c.dtype.type(1), a, size(_leading_dimension(a)), b,
                 size(_leading_dimension(b)), c.dtype.type(beta), c, size(_leading_dimension(c)))

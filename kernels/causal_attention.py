@@ -145,56 +145,56 @@ def _pair_views(qkv, n_head, pair):
 
 
 @jit
-def _forward_pair(gemm, int_like, qkv, n_head, scale, probs, y, pair):
+def _forward_pair(gemm, blas_int, qkv, n_head, scale, probs, y, pair):
     length = qkv.shape[1]
     b, lo, head, q, k, v = _pair_views(qkv, n_head, pair)
     p = probs[b, pair % n_head]
-    gemm_into(gemm, int_like, q, k, p, 0.0, False, True)  # scores = q k^T, into p
+    gemm_into(gemm, blas_int, q, k, p, 0.0, False, True)  # scores = q k^T, into p
     _forward_rows(p, scale, True, 0, length, p, 0, length)  # softmax in place
-    gemm_into(gemm, int_like, p, v, y[b][:, lo:lo + head], 0.0)
+    gemm_into(gemm, blas_int, p, v, y[b][:, lo:lo + head], 0.0)
 
 
 @jit
-def _backward_pair(gemm, int_like, g, qkv, probs, n_head, scale, dqkv, dp, pair):
+def _backward_pair(gemm, blas_int, g, qkv, probs, n_head, scale, dqkv, dp, pair):
     length = qkv.shape[1]
     b, lo, head, q, k, v = _pair_views(qkv, n_head, pair)
     _, _, _, dq, dk, dv = _pair_views(dqkv, n_head, pair)
     g_head, p = g[b][:, lo:lo + head], probs[b, pair % n_head]
-    gemm_into(gemm, int_like, p, g_head, dv, 0.0, True, False)  # dv = P^T g
-    gemm_into(gemm, int_like, g_head, v, dp, 0.0, False, True)  # dP = g v^T
+    gemm_into(gemm, blas_int, p, g_head, dv, 0.0, True, False)  # dv = P^T g
+    gemm_into(gemm, blas_int, g_head, v, dp, 0.0, False, True)  # dP = g v^T
     _backward_rows(dp, p, scale, dp, 0, length)  # dS in place
-    gemm_into(gemm, int_like, dp, k, dq, 0.0)  # dq = dS k
-    gemm_into(gemm, int_like, dp, q, dk, 0.0, True, False)  # dk = dS^T q
+    gemm_into(gemm, blas_int, dp, k, dq, 0.0)  # dq = dS k
+    gemm_into(gemm, blas_int, dp, q, dk, 0.0, True, False)  # dk = dS^T q
 
 
 @jit
-def _forward_pairs(gemm, int_like, qkv, n_head, scale, probs, y, start, stop):
+def _forward_pairs(gemm, blas_int, qkv, n_head, scale, probs, y, start, stop):
     for pair in range(start, stop):
-        _forward_pair(gemm, int_like, qkv, n_head, scale, probs, y, pair)
+        _forward_pair(gemm, blas_int, qkv, n_head, scale, probs, y, pair)
 
 
 @jit(parallel=True)
-def _forward_parallel(gemm, int_like, qkv, n_head, scale, probs, y, n_chunks):
+def _forward_parallel(gemm, blas_int, qkv, n_head, scale, probs, y, n_chunks):
     pairs = qkv.shape[0] * n_head
     for chunk in prange(n_chunks):
         start, stop = chunk_bounds(pairs, n_chunks, chunk)
-        _forward_pairs(gemm, int_like, qkv, n_head, scale, probs, y, start, stop)
+        _forward_pairs(gemm, blas_int, qkv, n_head, scale, probs, y, start, stop)
 
 
 @jit
-def _backward_pairs(gemm, int_like, g, qkv, probs, n_head, scale, dqkv, start, stop):
+def _backward_pairs(gemm, blas_int, g, qkv, probs, n_head, scale, dqkv, start, stop):
     length = qkv.shape[1]
     dp = np.empty((length, length), qkv.dtype)  # the pair's dP, then dS
     for pair in range(start, stop):
-        _backward_pair(gemm, int_like, g, qkv, probs, n_head, scale, dqkv, dp, pair)
+        _backward_pair(gemm, blas_int, g, qkv, probs, n_head, scale, dqkv, dp, pair)
 
 
 @jit(parallel=True)
-def _backward_parallel(gemm, int_like, g, qkv, probs, n_head, scale, dqkv, n_chunks):
+def _backward_parallel(gemm, blas_int, g, qkv, probs, n_head, scale, dqkv, n_chunks):
     pairs = qkv.shape[0] * n_head
     for chunk in prange(n_chunks):
         start, stop = chunk_bounds(pairs, n_chunks, chunk)
-        _backward_pairs(gemm, int_like, g, qkv, probs, n_head, scale, dqkv, start, stop)
+        _backward_pairs(gemm, blas_int, g, qkv, probs, n_head, scale, dqkv, start, stop)
 
 
 def _pairs_in_parallel(batch, length, n_head, head):

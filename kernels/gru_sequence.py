@@ -128,13 +128,13 @@ def gru_sequence_backward_reference(g_out, g_h, w_hh, h0, out, saved, *, reverse
 
 
 @jit(parallel=True)
-def _forward_numba_loop(gemm, int_like, gi, w_hh_t, h0, b_ih, b_hh, out, saved, reverse, n_chunks):
+def _forward_numba_loop(gemm, blas_int, gi, w_hh_t, h0, b_ih, b_hh, out, saved, reverse, n_chunks):
     length, batch, width = gi.shape
     gh = np.empty((batch, width), gi.dtype)
     h_prev = h0
     for s in range(length):
         t = length - 1 - s if reverse else s
-        gemm_into(gemm, int_like, h_prev, w_hh_t, gh, 0.0)
+        gemm_into(gemm, blas_int, h_prev, w_hh_t, gh, 0.0)
         if n_chunks == 1:  # no parallel region: even one of one chunk costs time (step_chunk_count)
             _forward_rows(gi[t], gh, b_ih, b_hh, h_prev, out[t], saved[t], 0, batch)
         else:
@@ -153,7 +153,7 @@ def _backward_cell_rows(g_out, t, grad, saved, h_prev, dgi, dgh, carried, start,
 
 
 @jit(parallel=True)
-def _backward_numba_loop(gemm, int_like, g_out, w_hh, h0, out, saved, dgi, dgh, dh, reverse, n_chunks):
+def _backward_numba_loop(gemm, blas_int, g_out, w_hh, h0, out, saved, dgi, dgh, dh, reverse, n_chunks):
     """``dh`` (2, B, H): step s reads ``dh[s % 2]`` and writes the other, so g_h enters in
     ``dh[0]`` and dh0 leaves in ``dh[length % 2]``."""
     length, batch, _ = out.shape
@@ -168,7 +168,7 @@ def _backward_numba_loop(gemm, int_like, g_out, w_hh, h0, out, saved, dgi, dgh, 
             for chunk in prange(n_chunks):
                 start, stop = chunk_bounds(batch, n_chunks, chunk)
                 _backward_cell_rows(g_out, t, grad, saved[t], h_prev, dgi[t], dgh[t], carried, start, stop)
-        gemm_into(gemm, int_like, dgh[t], w_hh, carried, 1.0)  # carried += dgh_t @ W_hh
+        gemm_into(gemm, blas_int, dgh[t], w_hh, carried, 1.0)  # carried += dgh_t @ W_hh
 
 
 def gru_sequence_forward_numba(gi, w_hh, h0, b_ih=None, b_hh=None, *, reverse=False):

@@ -149,13 +149,13 @@ def lstm_sequence_backward_reference(g_out, g_h, g_c, w_hh, c0, cells, acts, *, 
 
 
 @jit(parallel=True)
-def _forward_numba_loop(gemm, int_like, pre_x, w_hh_t, h0, c0, bias, out, cells, acts, reverse, n_chunks):
+def _forward_numba_loop(gemm, blas_int, pre_x, w_hh_t, h0, c0, bias, out, cells, acts, reverse, n_chunks):
     length, batch = pre_x.shape[0], pre_x.shape[1]
     h_prev, c_prev = h0, c0
     for s in range(length):
         t = length - 1 - s if reverse else s
         pre = pre_x[t]
-        gemm_into(gemm, int_like, h_prev, w_hh_t, pre, 1.0)  # pre += h_prev @ W_hh^T
+        gemm_into(gemm, blas_int, h_prev, w_hh_t, pre, 1.0)  # pre += h_prev @ W_hh^T
         if n_chunks == 1:  # no parallel region: even one of one chunk costs time (step_chunk_count)
             _forward_rows(pre, None, bias, c_prev, out[t], cells[t], acts[t], 0, batch)
         else:
@@ -174,7 +174,7 @@ def _backward_cell_rows(g_out, t, dh, dc_in, act, c_prev, c, dgates, dc_out, sta
 
 
 @jit(parallel=True)
-def _backward_numba_loop(gemm, int_like, g_out, w_hh, c0, cells, acts, dgates, dh, dc, reverse, n_chunks):
+def _backward_numba_loop(gemm, blas_int, g_out, w_hh, c0, cells, acts, dgates, dh, dc, reverse, n_chunks):
     """``dh`` (B, H) enters holding g_h and leaves holding dh0; ``dc`` (2, B, H): step s
     reads ``dc[s % 2]`` and writes the other, so g_c enters in ``dc[0]`` and dc0 leaves
     in ``dc[length % 2]``. At step t, dh first holds the gradient from the step after;
@@ -192,7 +192,7 @@ def _backward_numba_loop(gemm, int_like, g_out, w_hh, c0, cells, acts, dgates, d
             for chunk in prange(n_chunks):  # the cell's backward, each thread on its own rows
                 start, stop = chunk_bounds(batch, n_chunks, chunk)
                 _backward_cell_rows(g_out, t, dh, dc_in, acts[t], c_prev, cells[t], dgates[t], dc_out, start, stop)
-        gemm_into(gemm, int_like, dgates[t], w_hh, dh, 0.0)
+        gemm_into(gemm, blas_int, dgates[t], w_hh, dh, 0.0)
 
 
 def lstm_sequence_forward_numba(pre_x, w_hh, h0, c0, bias=None, *, reverse=False):

@@ -87,7 +87,7 @@ def get_kernel(name, backend="numba"):
 #: every CPU kernel its NumPy reference (see :func:`use_reference_kernels`).
 REFERENCE_VARIABLE = "TINYLM_KERNELS"
 
-_reference_mode = [os.environ.get(REFERENCE_VARIABLE, "").strip().lower() == "reference"]
+_reference_mode = os.environ.get(REFERENCE_VARIABLE, "").strip().lower() == "reference"
 
 
 def use_reference_kernels(on=True):
@@ -96,11 +96,12 @@ def use_reference_kernels(on=True):
     debugger, and a suspected kernel bug can be told from a bug elsewhere. The results are
     the same to rounding; the speed is NumPy's. CuPy arrays keep their CUDA kernels.
     ``TINYLM_KERNELS=reference`` in the environment turns it on from the start."""
-    _reference_mode[0] = bool(on)
+    global _reference_mode
+    _reference_mode = bool(on)
 
 
 def reference_kernels_in_use():
-    return _reference_mode[0]
+    return _reference_mode
 
 
 def kernel_for(name, array):
@@ -111,6 +112,6 @@ def kernel_for(name, array):
 
     if device_of(array) == "cuda":
         return get_kernel(name, "cuda")
-    if _reference_mode[0]:
+    if _reference_mode:
         return get_kernel(name, "numpy")
     return get_kernel(name, CPU_DEFAULT.get(name, "numba"))

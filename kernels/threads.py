@@ -63,7 +63,7 @@ from contextlib import contextmanager
 SHARED_POOL_SPIN_COUNT = "30000"
 
 # Whether OMP_WAIT_POLICY=PASSIVE came from use_passive_openmp_waiting (and so may be changed).
-_passive_by_default = []
+_passive_by_default = False
 
 
 def use_passive_openmp_waiting():
@@ -77,17 +77,19 @@ def use_passive_openmp_waiting():
     first parallel kernel), which is why it must be set before then; an
     environment variable is the only interface it has.
     """
+    global _passive_by_default
     if "OMP_WAIT_POLICY" not in os.environ:
         os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-        _passive_by_default.append(True)
+        _passive_by_default = True
 
 
 def _spin_briefly_if_ours_to_choose():
     """Before GNU OpenMP starts: brief spinning (``GOMP_SPINCOUNT``) in place of our
     PASSIVE default. A user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT stays."""
+    global _passive_by_default
     if _passive_by_default and os.environ.get("OMP_WAIT_POLICY") == "PASSIVE":
         del os.environ["OMP_WAIT_POLICY"]
-        _passive_by_default.clear()
+        _passive_by_default = False
     if "OMP_WAIT_POLICY" not in os.environ:
         os.environ.setdefault("GOMP_SPINCOUNT", SHARED_POOL_SPIN_COUNT)
 

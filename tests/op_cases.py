@@ -22,7 +22,7 @@ from tinylm.ops.elementwise import (
 )
 from tinylm.ops.indexing import Gather, GetItem, IndexSelect, MaskedFill, Triangle, Where
 from tinylm.ops.linalg import Einsum, MatMul
-from tinylm.ops.reduction import Extreme, Mean, Norm, Sum, Var
+from tinylm.ops.reduction import MaxMin, Mean, Norm, Sum, Var
 from tinylm.ops.shape import Cat, Expand, Permute, Repeat, Reshape, Split, Stack
 from tinylm.ops.softmax import LogSoftmax, Softmax
 from tests import strategies as S
@@ -139,7 +139,7 @@ _reduction_case("mean", Mean, "mean", np.mean)
 
 
 def _extreme_case(op, reference, arg_reference):
-    @case(op, [Extreme])
+    @case(op, [MaxMin])
     def whole(draw):
         x = draw(S.distinct_arrays(draw(S.shapes(min_side=1))))
         return Example(lambda t: getattr(t, op)(), reference, [x])

@@ -247,5 +247,5 @@ def test_gemm_into_refuses_mismatched_shapes_and_strided_rows():
 def test_find_gemm_only_for_float32_and_float64():
     assert blas.find_gemm(np.float16) is None
     assert blas.find_gemm(np.int64) is None
-    address, int_like = blas.find_gemm(np.float32)
-    assert address > 0 and np.dtype(type(int_like)) in (np.dtype(np.int32), np.dtype(np.int64))
+    address, blas_int = blas.find_gemm(np.float32)
+    assert address > 0 and np.dtype(type(blas_int)) in (np.dtype(np.int32), np.dtype(np.int64))

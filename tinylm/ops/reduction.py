@@ -55,7 +55,7 @@ class Mean(Function):
         return xp.broadcast_to(g / self.count, self.x_shape)
 
 
-class Extreme(Function):
+class MaxMin(Function):
     """The largest (or smallest) element of the whole tensor.
 
     Where several elements tie for it, the gradient is shared equally among
@@ -164,7 +164,7 @@ def _extreme(x, dim, keepdim, largest):
     op = "max" if largest else "min"
     if dim is None:
         _check_reducible(x, None, op)
-        return Extreme.apply(x, largest=largest)
+        return MaxMin.apply(x, largest=largest)
     axis = normalize_dim(dim, x.ndim, op)
     if x.ndim == 0:
         return ValuesIndices(x, wrap(array_module(x.data).zeros((), dtype="int64")))

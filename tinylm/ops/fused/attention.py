@@ -91,7 +91,7 @@ class AttentionFunction(Function):
             # The common path (GPT): scale and causal mask are folded into the kernel.
             kernel_scale = scale
             z = scores
-            dead = None
+            fully_masked = None
         else:
             kernel_scale = 1.0
             if self.additive:
@@ -103,18 +103,18 @@ class AttentionFunction(Function):
             allowed = z > -np.inf
             if causal:
                 allowed = allowed & causal_visibility(xp, n_queries, n_keys, query_offset)
-            dead = ~allowed.any(axis=-1, keepdims=True)
-            if dead.any():
-                z = xp.where(dead, dtype.type(0), z)
+            fully_masked = ~allowed.any(axis=-1, keepdims=True)
+            if fully_masked.any():
+                z = xp.where(fully_masked, dtype.type(0), z)
             else:
-                dead = None
+                fully_masked = None
         if n_queries == 0 or n_keys == 0:
             probs = xp.zeros(z.shape, dtype=dtype)  # the kernels do not take empty rows
         else:
             forward = kernel_for("attention_softmax_forward", z)
             probs = forward(_as_4d(xp.ascontiguousarray(z)), kernel_scale, causal, query_offset).reshape(z.shape)
-        if dead is not None:
-            probs = xp.where(dead, dtype.type(0), probs)
+        if fully_masked is not None:
+            probs = xp.where(fully_masked, dtype.type(0), probs)
         self.keep = keep_mask(probs.shape, dropout_p, probs) if dropout_p > 0 else None
         weights = probs if self.keep is None else probs * self.keep
         out = weights @ v
