@@ -151,9 +151,9 @@ def _train_config(args):
     for source, values in layers:
         given.update(normalized_settings(source, values))
     if not given.get("resume"):
-        return make_config(*layers)
+        return make_config(("the given settings", given))
     directory = runs.run_directory(given.get("out") or None)
-    record, _, _ = checkpoint.load_checkpoint(directory)
+    record = checkpoint.read_record(directory)  # the weights are read once, by the Trainer
     settings = resume_settings(record.get("train_config"), given, directory)
     return make_config(("the resumed run", dict(settings, out=str(directory), resume=True)))
 

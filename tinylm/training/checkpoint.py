@@ -188,13 +188,13 @@ def _check_fields(document, fields, record_path, prefix=""):
             _refuse(record_path, prefix + field, value, expected)
 
 
-def _read_record(directory, optimizer):
-    """``ckpt.json`` of ``directory``, parsed and checked: every field in ``RECORD_FIELDS`` (and with
+def read_record(directory, optimizer=False):
+    """``ckpt.json`` of ``directory``, parsed and checked (the weights are not read): every field in ``RECORD_FIELDS`` (and with
     ``optimizer``, the optimizer's section) present and of its type, the model's settings possible."""
     from tinylm import random
     from tinylm.models import model_config
 
-    record_path = directory / RECORD
+    record_path = Path(directory) / RECORD
     if not record_path.is_file():
         raise CheckpointError(f"no checkpoint in {directory} ({RECORD} is missing)")
     try:
@@ -341,7 +341,7 @@ def load_checkpoint(directory, optimizer=True):
     missing, unreadable, truncated, corrupt or hand-damaged checkpoint.
     """
     directory = Path(directory)
-    record = _read_record(directory, optimizer)
+    record = read_record(directory, optimizer)
     weights_path, payload = _read_weights(directory, record)
     arrays = _tensors(weights_path, payload, optimizer)
     model_state = {name[len("model.") :]: value for name, value in arrays.items() if name.startswith("model.")}

@@ -19,7 +19,6 @@ What can go wrong is stopped before it does harm:
   fails leaves the old run as it was.
 """
 
-import json
 import math
 import os
 import shutil
@@ -183,9 +182,10 @@ class Trainer:
         self.data = _load_data(config, self.out if config.resume else self.work)
         _check_block_size(config, self.data)
         self.vocab_size = self.data.tokenizer.vocab_size
-        footprint.check_fits(model_config(config, self.vocab_size), config.batch_size, config.dtype)
+        settings = model_config(config, self.vocab_size)
+        footprint.check_fits(settings, config.batch_size, config.dtype)
         tinylm.manual_seed(config.seed)
-        self.model = models.build_model(model_config(config, self.vocab_size))
+        self.model = models.build_model(settings)
         self.model.to(config.dtype).to(self.device)
         self.parameters = list(self.model.parameters())
         self.optimizer = make_optimizer(self.model, config)
@@ -387,9 +387,10 @@ class TrainingDiverged(UserError):
 
 
 def _checkpoint_step(directory):
+    """The step of the checkpoint in ``directory``, for a message; "none yet" where there is none."""
     try:
-        return json.loads((Path(directory) / checkpoint.RECORD).read_text())["step"]
-    except (OSError, ValueError, KeyError, TypeError):
+        return checkpoint.read_record(directory)["step"]
+    except CheckpointError:
         return "none yet"
 
 
