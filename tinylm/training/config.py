@@ -90,8 +90,10 @@ FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 #: What a resumed run may be given with a new value: how long it runs, how often it
 #: evaluates and logs, what it keeps, and where it runs. Everything else (the model,
 #: the data, the tokenizer, the optimizer and its schedule) comes from the checkpoint.
-MAY_CHANGE_ON_RESUME = ("max_iters", "eval_interval", "eval_iters", "log_interval", "keep", "threads", "device",
-                        "out", "resume", "overwrite")  # fmt: skip
+MAY_CHANGE_ON_RESUME = ("max_iters", "eval_interval", "eval_iters", "log_interval", "keep", "threads", "device")
+
+# Not settings of the run but of this command: where the run is, and how it starts.
+_HOW_IT_STARTS = ("out", "resume", "overwrite")
 
 
 def flag(name):
@@ -207,8 +209,8 @@ def resume_settings(saved, given, directory):
         if given.get(name) == 0:
             del given[name]
     for name, value in given.items():
-        if name not in MAY_CHANGE_ON_RESUME and name in saved and value != saved[name]:
-            may = ", ".join(flag(n) for n in MAY_CHANGE_ON_RESUME[:6]) + " and " + flag(MAY_CHANGE_ON_RESUME[6])
+        if name not in MAY_CHANGE_ON_RESUME + _HOW_IT_STARTS and name in saved and value != saved[name]:
+            may = ", ".join(flag(n) for n in MAY_CHANGE_ON_RESUME[:-1]) + " and " + flag(MAY_CHANGE_ON_RESUME[-1])
             raise ConfigError(
                 f"--resume: {flag(name)} {value!r} differs from the run's {saved[name]!r} (its checkpoint in "
                 f"{directory} keeps its settings; only {may} may change)"
