@@ -139,9 +139,9 @@ _BLAS_CORE_NAMES = (
 )
 
 
-# Non-empty once threads were configured: by configure_threads (the user's call, the
+# True once threads were configured: by configure_threads (the user's call, the
 # trainer's, or configure_default_threads's), or left to the user's own setting.
-_configured = set()
+_configured = False
 
 #: Environment variables by which a user chooses the threads; with any of them set,
 #: :func:`configure_default_threads` leaves everything as the user set it.
@@ -161,9 +161,10 @@ def configure_default_threads():
     (started by the user's own parallel code, perhaps on another layer).
     Returns ``configure_threads``'s answer, or None when it left things alone.
     """
+    global _configured
     if _configured:
         return None
-    _configured.add("default")
+    _configured = True
     user_wait_policy = "OMP_WAIT_POLICY" in os.environ and not _passive_by_default
     if user_wait_policy or any(name in os.environ for name in USER_THREAD_VARIABLES):
         return None
@@ -193,6 +194,7 @@ def configure_threads(n=None, *, layer=None, blas=True):
     "blas_pool"}``; the BLAS entries are None when no OpenBLAS is loaded, and
     ``blas_pool`` is "numba" when OpenBLAS runs on Numba's threads, "openblas" when on its own.
     """
+    global _configured
     import numba
     from numba.np.ufunc import parallel
 
@@ -202,7 +204,7 @@ def configure_threads(n=None, *, layer=None, blas=True):
     n = most if n is None else int(n)
     if not 1 <= n <= most:
         raise ValueError(f"configure_threads: n must be between 1 and {most} (Numba's thread pool), got {n}")
-    _configured.add("configure_threads")
+    _configured = True
     if not parallel._is_initialized:  # the layer (and OpenMP's waiting) can still be chosen
         if layer is None and "NUMBA_THREADING_LAYER" in os.environ:
             pass  # the user's layer, which Numba read from the environment
